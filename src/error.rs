@@ -1,0 +1,83 @@
+//! Error kinds with stable codes. Every failure the service reports carries one of these codes, so callers
+//! (and the JS binding) can branch on `code` instead of parsing messages.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The caller passed something the service cannot embed (not a list of strings, an unknown prompt, ...).
+    InvalidInput,
+    /// The model could not be found: no such folder, or a hub id that is not cached while offline.
+    ModelNotFound,
+    /// The model was found but cannot be used: unsupported architecture, missing or corrupt files.
+    ModelInvalid,
+    /// The requested device is not compiled in or not present.
+    DeviceUnavailable,
+    /// The service was closed.
+    Closed,
+    /// A bug: a caught panic or an invariant that did not hold.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "ERR_INVALID_INPUT",
+            ErrorCode::ModelNotFound => "ERR_MODEL_NOT_FOUND",
+            ErrorCode::ModelInvalid => "ERR_MODEL_INVALID",
+            ErrorCode::DeviceUnavailable => "ERR_DEVICE_UNAVAILABLE",
+            ErrorCode::Closed => "ERR_CLOSED",
+            ErrorCode::Internal => "ERR_INTERNAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+    pub fn model_not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ModelNotFound, message)
+    }
+    pub fn model_invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ModelInvalid, message)
+    }
+    pub fn device_unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::DeviceUnavailable, message)
+    }
+    pub fn closed() -> Self {
+        Self::new(ErrorCode::Closed, "the embedding service is closed; create a new EmbeddingService")
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Internal, message)
+    }
+
+    /// Turns a caught panic payload into an `ERR_INTERNAL` error that says what panicked.
+    pub fn from_panic(context: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Self::internal(format!("internal error while {context}: {what} (this is a bug; please report it)"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

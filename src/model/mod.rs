@@ -1,0 +1,212 @@
+//! A loaded sentence-embedding model: tokenizer, encoder, pooling and normalisation, read from a model folder
+//! the way sentence-transformers reads it. This module knows nothing about threads, queues or JavaScript.
+
+pub mod bert;
+pub mod pooling;
+pub mod source;
+pub mod st_config;
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use serde_json::Value;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+use bert::{BertConfig, BertEncoder, PositionScheme};
+use st_config::{read_json_opt, SentenceConfig};
+
+/// One text after tokenisation, ready for a forward pass.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    /// Leading tokens excluded from pooling (a prompt, when the model's pooling excludes prompts).
+    pub skip: usize,
+}
+
+impl Tokens {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The architectures this addon runs, by `model_type` in `config.json`.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert"];
+
+pub struct Embedder {
+    tokenizer: Tokenizer,
+    encoder: BertEncoder,
+    config: SentenceConfig,
+    dimensions: usize,
+}
+
+/// What sentence-transformers does to every text before tokenising: strip surrounding whitespace (Python's
+/// definition, which also counts the ASCII separators 0x1C..0x1F) and lower-case when the model asks.
+fn prepare_text(text: &str, lower: bool) -> String {
+    let t = text.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c));
+    if lower {
+        t.to_lowercase()
+    } else {
+        t.to_string()
+    }
+}
+
+impl Embedder {
+    /// Loads a model folder onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let raw = read_json_opt(&config_path)?.ok_or_else(|| {
+            Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
+        })?;
+        let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        let architectures = raw
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        let bert_config: BertConfig = serde_json::from_value(raw.clone()).map_err(|e| {
+            Error::model_invalid(format!("{}: not a usable {model_type} config: {e}", config_path.display()))
+        })?;
+        let positions = match model_type.as_str() {
+            "bert" => PositionScheme::Absolute,
+            "xlm-roberta" | "roberta" | "camembert" => {
+                PositionScheme::AfterPadding(bert_config.pad_token_id.unwrap_or(1))
+            }
+            other => {
+                return Err(Error::model_invalid(format!(
+                    "unsupported architecture: model_type {other:?} (architectures: [{architectures}]) in {}; \
+                     supported model types: {}",
+                    config_path.display(),
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                )))
+            }
+        };
+        bert_config.validate()?;
+
+        let config = SentenceConfig::read(dir, positions.usable_positions(bert_config.max_position_embeddings))?;
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(Error::model_invalid(format!(
+                "{} is missing; only fast tokenizers (tokenizer.json) are supported",
+                tokenizer_path.display()
+            )));
+        }
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| Error::model_invalid(format!("{} does not load: {e}", tokenizer_path.display())))?;
+        // The result is defined by max_seq_length, whatever padding or truncation tokenizer.json carries.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                direction: TruncationDirection::Right,
+                max_length: config.max_seq_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+            }))
+            .map_err(|e| Error::model_invalid(format!("cannot set truncation on {}: {e}", tokenizer_path.display())))?;
+
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            let hint = if dir.join("pytorch_model.bin").is_file() {
+                " (the folder has pytorch_model.bin; convert it to safetensors)"
+            } else {
+                ""
+            };
+            return Err(Error::model_invalid(format!("{} is missing{hint}", weights.display())));
+        }
+        // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
+        // what any loader can defend against, and the same holds for every mmap-based loader.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+            .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
+        let encoder = BertEncoder::load(vb, &bert_config, positions)
+            .map_err(|e| Error::model_invalid(format!("{}: {}", weights.display(), e.message)))?;
+        let dimensions = encoder.hidden_size() * config.pooling.len();
+        Ok(Embedder { tokenizer, encoder, config, dimensions })
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    pub fn max_seq_length(&self) -> usize {
+        self.config.max_seq_length
+    }
+
+    pub fn sentence_config(&self) -> &SentenceConfig {
+        &self.config
+    }
+
+    /// Tokenises texts as sentence-transformers would, with the named prompt (or the model's default) prepended.
+    pub fn tokenize(&self, texts: &[String], prompt_name: Option<&str>) -> Result<Vec<Tokens>> {
+        let prompt = self.config.prompt_text(prompt_name)?;
+        let lower = self.config.do_lower_case;
+        let skip = match prompt {
+            Some(p) if !self.config.pooling_include_prompt => {
+                // sentence-transformers masks the prompt's tokens (with the leading special token, without the
+                // trailing one) out of pooling.
+                self.encode_one(&prepare_text(p, lower))?.ids.len().saturating_sub(1)
+            }
+            _ => 0,
+        };
+        texts
+            .iter()
+            .map(|t| {
+                let full = match prompt {
+                    Some(p) => format!("{p}{t}"),
+                    None => t.clone(),
+                };
+                let mut tokens = self.encode_one(&prepare_text(&full, lower))?;
+                tokens.skip = skip;
+                Ok(tokens)
+            })
+            .collect()
+    }
+
+    fn encode_one(&self, text: &str) -> Result<Tokens> {
+        let enc = self
+            .tokenizer
+            .encode_fast(text, true)
+            .map_err(|e| Error::invalid_input(format!("the tokenizer rejected a text: {e}")))?;
+        Ok(Tokens { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), skip: 0 })
+    }
+
+    /// Embeds one batch of tokenised texts; returns one vector per input, in input order.
+    pub fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
+        let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
+        let hidden = self.encoder.hidden_size();
+        let states = self
+            .encoder
+            .forward(&ids, &types)
+            .map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+        Ok(states
+            .iter()
+            .zip(batch)
+            .map(|(s, t)| {
+                let mut v = pooling::pool(&self.config.pooling, s, hidden, t.skip);
+                if self.config.normalize {
+                    pooling::normalize(&mut v);
+                }
+                v
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prepare_text;
+
+    #[test]
+    fn texts_are_stripped_like_python_and_lowered_on_request() {
+        assert_eq!(prepare_text("  Hi \n", false), "Hi");
+        assert_eq!(prepare_text("\u{1f}x\u{1c}", false), "x");
+        assert_eq!(prepare_text("\u{0}x", false), "\u{0}x");
+        assert_eq!(prepare_text(" ÀB ", true), "àb");
+    }
+}

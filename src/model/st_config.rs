@@ -1,0 +1,286 @@
+//! Reading a sentence-transformers model folder the way sentence-transformers does: `modules.json` names the
+//! pipeline (Transformer, Pooling, Normalize), `1_Pooling/config.json` the pooling (old boolean flags or the
+//! newer `pooling_mode`), `sentence_bert_config.json` or `tokenizer_config.json` the maximum sequence length,
+//! and `config_sentence_transformers.json` the named prompts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::pooling::PoolingMode;
+use crate::error::{Error, Result};
+
+/// Everything about a model folder that is not the transformer's weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceConfig {
+    /// Pooling modes in the order sentence-transformers concatenates them.
+    pub pooling: Vec<PoolingMode>,
+    /// Whether prompt tokens take part in pooling.
+    pub pooling_include_prompt: bool,
+    pub normalize: bool,
+    /// Tokens per text, special tokens included; longer texts are truncated.
+    pub max_seq_length: usize,
+    pub do_lower_case: bool,
+    pub prompts: BTreeMap<String, String>,
+    pub default_prompt_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Reads a JSON file that may be absent; a present file that does not parse is an error naming it.
+pub fn read_json_opt(path: &Path) -> Result<Option<Value>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::model_invalid(format!("{} is not valid JSON: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::model_invalid(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// The last part of a dotted Python class path: "sentence_transformers.models.Pooling" -> "Pooling".
+fn class_name(kind: &str) -> &str {
+    kind.rsplit('.').next().unwrap_or(kind)
+}
+
+impl SentenceConfig {
+    /// Reads the folder's sentence-transformers files. `max_position_embeddings` caps the sequence length when
+    /// no sentence-transformers file sets one, as sentence-transformers does.
+    pub fn read(dir: &Path, max_position_embeddings: usize) -> Result<Self> {
+        let mut pooling_dir: Option<PathBuf> = None;
+        let mut normalize = false;
+        let modules_path = dir.join("modules.json");
+        if let Some(modules) = read_json_opt(&modules_path)? {
+            let modules: Vec<ModuleEntry> = serde_json::from_value(modules).map_err(|e| {
+                Error::model_invalid(format!("{} does not list modules as expected: {e}", modules_path.display()))
+            })?;
+            for (i, module) in modules.iter().enumerate() {
+                match class_name(&module.kind) {
+                    "Transformer" if i == 0 => {}
+                    "Pooling" => pooling_dir = Some(dir.join(&module.path)),
+                    "Normalize" => normalize = true,
+                    other => {
+                        return Err(Error::model_invalid(format!(
+                            "{} uses the module {other:?} ({}), which this addon does not support; supported \
+                             pipelines are Transformer, Pooling, Normalize",
+                            modules_path.display(),
+                            module.kind
+                        )))
+                    }
+                }
+            }
+        } else if dir.join("1_Pooling").is_dir() {
+            pooling_dir = Some(dir.join("1_Pooling"));
+        }
+
+        // sentence-transformers falls back to mean pooling for a plain transformer folder.
+        let (pooling, pooling_include_prompt) = match pooling_dir {
+            Some(p) => read_pooling(&p.join("config.json"))?,
+            None => (vec![PoolingMode::Mean], true),
+        };
+
+        let st = read_json_opt(&dir.join("sentence_bert_config.json"))?;
+        let tok = read_json_opt(&dir.join("tokenizer_config.json"))?;
+        let st_max = st.as_ref().and_then(|v| v.get("max_seq_length")).and_then(Value::as_u64);
+        let tok_max = tok.as_ref().and_then(|v| v.get("model_max_length")).and_then(Value::as_f64);
+        let max_seq_length = match (st_max, tok_max) {
+            (Some(n), _) => n as usize,
+            // Tokenizers without a real limit store a huge sentinel (1e30); the position table bounds it then.
+            (None, Some(n)) if n >= 1.0 && n < max_position_embeddings as f64 => n as usize,
+            _ => max_position_embeddings,
+        }
+        .min(max_position_embeddings);
+        if max_seq_length < 2 {
+            return Err(Error::model_invalid(format!(
+                "{}: max_seq_length {max_seq_length} leaves no room for text",
+                dir.display()
+            )));
+        }
+        let do_lower_case =
+            st.as_ref().and_then(|v| v.get("do_lower_case")).and_then(Value::as_bool).unwrap_or(false);
+
+        let mut prompts = BTreeMap::new();
+        let mut default_prompt_name = None;
+        let cst_path = dir.join("config_sentence_transformers.json");
+        if let Some(cst) = read_json_opt(&cst_path)? {
+            if let Some(map) = cst.get("prompts").and_then(Value::as_object) {
+                for (name, text) in map {
+                    let text = text.as_str().ok_or_else(|| {
+                        Error::model_invalid(format!("{}: prompt {name:?} is not a string", cst_path.display()))
+                    })?;
+                    prompts.insert(name.clone(), text.to_string());
+                }
+            }
+            default_prompt_name = cst.get("default_prompt_name").and_then(Value::as_str).map(str::to_string);
+            if let Some(name) = &default_prompt_name {
+                if !prompts.contains_key(name) {
+                    return Err(Error::model_invalid(format!(
+                        "{}: default_prompt_name {name:?} is not among the prompts",
+                        cst_path.display()
+                    )));
+                }
+            }
+        }
+
+        Ok(SentenceConfig {
+            pooling,
+            pooling_include_prompt,
+            normalize,
+            max_seq_length,
+            do_lower_case,
+            prompts,
+            default_prompt_name,
+        })
+    }
+
+    /// The prompt text for a request: the named prompt, else the model's default prompt, else none.
+    pub fn prompt_text(&self, name: Option<&str>) -> Result<Option<&str>> {
+        match name.or(self.default_prompt_name.as_deref()) {
+            None => Ok(None),
+            Some(name) => match self.prompts.get(name) {
+                Some(text) if text.is_empty() => Ok(None),
+                Some(text) => Ok(Some(text.as_str())),
+                None => Err(Error::invalid_input(format!(
+                    "unknown prompt {name:?}; this model's prompts are: {}",
+                    if self.prompts.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.prompts.keys().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+                    }
+                ))),
+            },
+        }
+    }
+}
+
+fn read_pooling(path: &Path) -> Result<(Vec<PoolingMode>, bool)> {
+    let cfg = read_json_opt(path)?
+        .ok_or_else(|| Error::model_invalid(format!("the pooling config {} is missing", path.display())))?;
+    let include_prompt = cfg.get("include_prompt").and_then(Value::as_bool).unwrap_or(true);
+    // Newer sentence-transformers writes `"pooling_mode": "cls"` (or a list); older versions write flags.
+    if let Some(mode) = cfg.get("pooling_mode") {
+        let names: Vec<&str> = match mode {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let modes = names
+            .iter()
+            .map(|n| {
+                PoolingMode::from_name(n).ok_or_else(|| {
+                    Error::model_invalid(format!("{}: unsupported pooling_mode {n:?}", path.display()))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if modes.is_empty() {
+            return Err(Error::model_invalid(format!("{}: pooling_mode names no mode", path.display())));
+        }
+        return Ok((modes, include_prompt));
+    }
+    let flag = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let modes: Vec<PoolingMode> = [
+        ("pooling_mode_cls_token", PoolingMode::Cls),
+        ("pooling_mode_max_tokens", PoolingMode::Max),
+        ("pooling_mode_mean_tokens", PoolingMode::Mean),
+        ("pooling_mode_mean_sqrt_len_tokens", PoolingMode::MeanSqrtLen),
+        ("pooling_mode_weightedmean_tokens", PoolingMode::WeightedMean),
+        ("pooling_mode_lasttoken", PoolingMode::LastToken),
+    ]
+    .into_iter()
+    .filter(|(key, _)| flag(key))
+    .map(|(_, mode)| mode)
+    .collect();
+    if modes.is_empty() {
+        return Err(Error::model_invalid(format!("{}: no pooling mode is enabled", path.display())));
+    }
+    Ok((modes, include_prompt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(files: &[(&str, &str)]) -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir()
+            .join(format!("es-st-config-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        for (name, text) in files {
+            let p = dir.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    const MODULES: &str = r#"[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"},
+        {"idx":1,"name":"1","path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+        {"idx":2,"name":"2","path":"2_Normalize","type":"sentence_transformers.models.Normalize"}]"#;
+
+    #[test]
+    fn old_format_flags_and_sentence_bert_config() {
+        let dir = folder(&[
+            ("modules.json", MODULES),
+            ("1_Pooling/config.json", r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": false}"#),
+            ("sentence_bert_config.json", r#"{"max_seq_length": 256, "do_lower_case": false}"#),
+            ("tokenizer_config.json", r#"{"model_max_length": 512}"#),
+        ]);
+        let c = SentenceConfig::read(&dir, 512).unwrap();
+        assert_eq!(c.pooling, vec![PoolingMode::Mean]);
+        assert!(c.normalize);
+        assert_eq!(c.max_seq_length, 256);
+    }
+
+    #[test]
+    fn new_format_mode_and_tokenizer_max_length_capped_by_positions() {
+        let dir = folder(&[
+            ("modules.json", MODULES),
+            ("1_Pooling/config.json", r#"{"pooling_mode": "cls", "include_prompt": true}"#),
+            ("tokenizer_config.json", r#"{"model_max_length": 1000000000000000019884624838656}"#),
+        ]);
+        let c = SentenceConfig::read(&dir, 514).unwrap();
+        assert_eq!(c.pooling, vec![PoolingMode::Cls]);
+        assert_eq!(c.max_seq_length, 514);
+    }
+
+    #[test]
+    fn prompts_resolve_by_name_and_unknown_names_are_invalid_input() {
+        let dir = folder(&[(
+            "config_sentence_transformers.json",
+            r#"{"prompts": {"query": "query: ", "document": ""}, "default_prompt_name": null}"#,
+        )]);
+        let c = SentenceConfig::read(&dir, 128).unwrap();
+        assert_eq!(c.pooling, vec![PoolingMode::Mean], "no modules.json means mean pooling");
+        assert!(!c.normalize);
+        assert_eq!(c.prompt_text(Some("query")).unwrap(), Some("query: "));
+        assert_eq!(c.prompt_text(Some("document")).unwrap(), None);
+        assert_eq!(c.prompt_text(None).unwrap(), None);
+        let err = c.prompt_text(Some("passage")).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::InvalidInput);
+        assert!(err.message.contains("\"query\""), "{}", err.message);
+    }
+
+    #[test]
+    fn unsupported_modules_and_broken_json_name_the_file() {
+        let dir = folder(&[(
+            "modules.json",
+            r#"[{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
+        )]);
+        let err = SentenceConfig::read(&dir, 128).unwrap_err();
+        assert!(err.message.contains("Dense"), "{}", err.message);
+        let dir = folder(&[("sentence_bert_config.json", "{not json")]);
+        let err = SentenceConfig::read(&dir, 128).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::ModelInvalid);
+        assert!(err.message.contains("sentence_bert_config.json"), "{}", err.message);
+    }
+}

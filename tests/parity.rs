@@ -1,0 +1,116 @@
+//! Parity with sentence-transformers' golden outputs (fixtures/reference, made with sentence-transformers 6.2).
+
+mod common;
+
+use common::*;
+use embedding_service::{EmbedOptions, ErrorCode, Service, ServiceOptions};
+
+fn token_counts(expected: &serde_json::Value) -> Vec<usize> {
+    serde_json::from_value(expected["token_counts"].clone()).unwrap()
+}
+
+#[test]
+fn minilm_matches_sentence_transformers_all_together_one_at_a_time_and_shuffled() {
+    let expected = read_json(reference("minilm").join("expected.json"));
+    let want = vectors(&expected["embeddings"]);
+    let texts = texts();
+    let svc = service(minilm_dir());
+
+    let all = embed(&svc, &texts, None);
+    assert_eq!(all.dimensions, 384);
+    assert_eq!(svc.dimensions(), Some(384));
+    assert!(all.vectors.iter().all(|v| v.len() == 384));
+    assert_eq!(all.token_counts, token_counts(&expected));
+    assert_parity("minilm, all together", &all.vectors, &want);
+
+    let singles: Vec<Vec<f32>> =
+        texts.iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors.remove(0)).collect();
+    assert_parity("minilm, one at a time", &singles, &want);
+
+    // A fixed permutation (multiply by a unit mod 32) puts every text next to different neighbours.
+    let order: Vec<usize> = (0..texts.len()).map(|i| (i * 13 + 5) % texts.len()).collect();
+    let shuffled: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
+    let got = embed(&svc, &shuffled, None);
+    let want_shuffled: Vec<Vec<f32>> = order.iter().map(|&i| want[i].clone()).collect();
+    assert_parity("minilm, shuffled", &got.vectors, &want_shuffled);
+    svc.close_blocking();
+}
+
+#[test]
+fn minilm_through_the_hub_cache_offline() {
+    let expected = read_json(reference("minilm").join("expected.json"));
+    let mut options = ServiceOptions::new("sentence-transformers/all-MiniLM-L6-v2");
+    options.cache_dir = Some(hub_cache_dir());
+    options.offline = true;
+    options.threads = 2;
+    let svc = Service::new(options).unwrap();
+    let got = embed(&svc, &texts(), None);
+    assert_parity("minilm via hub cache", &got.vectors, &vectors(&expected["embeddings"]));
+}
+
+#[test]
+fn tiny_bert_cls_pooling_with_truncation_at_16() {
+    let expected = read_json(reference("tiny-bert-cls").join("expected.json"));
+    let svc = service(reference("tiny-bert-cls").join("model"));
+    let got = embed(&svc, &texts(), None);
+    assert_eq!(got.dimensions, 32);
+    assert_eq!(got.token_counts, token_counts(&expected));
+    assert!(got.token_counts.iter().all(|&n| n <= 16));
+    assert_parity("tiny-bert-cls", &got.vectors, &vectors(&expected["embeddings"]));
+}
+
+#[test]
+fn tiny_xlmr_cls() {
+    let expected = read_json(reference("tiny-xlmr-cls").join("expected.json"));
+    let svc = service(reference("tiny-xlmr-cls").join("model"));
+    let got = embed(&svc, &texts(), None);
+    assert_eq!(got.token_counts, token_counts(&expected));
+    assert_parity("tiny-xlmr-cls", &got.vectors, &vectors(&expected["embeddings"]));
+}
+
+#[test]
+fn tiny_xlmr_mean_with_and_without_each_prompt() {
+    let expected = read_json(reference("tiny-xlmr-mean-prompts").join("expected.json"));
+    let svc = service(reference("tiny-xlmr-mean-prompts").join("model"));
+    let got = embed(&svc, &texts(), None);
+    assert_eq!(got.token_counts, token_counts(&expected));
+    assert_parity("tiny-xlmr-mean, no prompt", &got.vectors, &vectors(&expected["embeddings"]));
+    for prompt in ["query", "passage"] {
+        let got = embed(&svc, &texts(), Some(prompt));
+        let want = vectors(&expected["embeddings_by_prompt"][prompt]);
+        assert_parity(&format!("tiny-xlmr-mean, prompt {prompt}"), &got.vectors, &want);
+    }
+}
+
+#[test]
+fn an_unknown_prompt_is_invalid_input_and_the_service_keeps_working() {
+    let svc = service(reference("tiny-xlmr-mean-prompts").join("model"));
+    let err = svc
+        .embed_blocking(vec!["x".into()], EmbedOptions { prompt: Some("nope".into()) })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+    assert!(err.message.contains("\"query\""), "{}", err.message);
+    assert_eq!(embed(&svc, &["x".to_string()], Some("query")).vectors.len(), 1);
+}
+
+#[test]
+fn empty_input_resolves_empty_and_empty_strings_get_vectors() {
+    let svc = service(reference("tiny-bert-cls").join("model"));
+    assert!(embed(&svc, &[], None).vectors.is_empty());
+    let got = embed(&svc, &["".to_string(), "   ".to_string()], None);
+    assert_eq!(got.vectors.len(), 2);
+    assert!(got.vectors.iter().all(|v| v.len() == 32 && v.iter().all(|x| x.is_finite())));
+}
+
+#[test]
+fn a_missing_model_fails_the_request_not_the_service_and_close_is_final() {
+    let svc = service("/no/such/model/folder".into());
+    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelNotFound);
+    // The worker is still there to answer the next call the same way.
+    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelNotFound);
+    svc.close_blocking();
+    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Closed);
+}
