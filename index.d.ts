@@ -58,6 +58,11 @@ export interface EmbeddingServiceOptions {
    * this still runs, alone.
    */
   maxBatchTokens?: number
+  /** For the addon's own tests only; never set in production. */
+  testHooks?: {
+    /** The worker panics while embedding any request that contains exactly this text. */
+    panicOnText?: string
+  }
 }
 
 export interface EmbedOptions {

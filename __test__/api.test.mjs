@@ -117,6 +117,19 @@ describe('model problems reject embed with a code, and the next call can still s
   })
 })
 
+describe('a panic inside the worker', () => {
+  it('rejects only that request with ERR_INTERNAL; the service serves the next one', async () => {
+    const svc = new EmbeddingService({ model: tiny, threads: 1, testHooks: { panicOnText: 'boom' } })
+    const [bad, good] = await Promise.allSettled([svc.embed(['a', 'boom']), svc.embed(['fine'])])
+    expect(bad.status).toBe('rejected')
+    expect(bad.reason.code).toBe('ERR_INTERNAL')
+    expect(bad.reason.message).toMatch(/panic/)
+    expect(good.status).toBe('fulfilled')
+    expect(await svc.embed(['after'])).toHaveLength(1)
+    await svc.close()
+  })
+})
+
 describe('close', () => {
   it('rejects later calls with ERR_CLOSED and is idempotent', async () => {
     const svc = new EmbeddingService({ model: tiny, threads: 1 })

@@ -136,6 +136,8 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     if let Some(n) = props.count("maxBatchTokens")? {
         o.limits.max_batch_tokens = n;
     }
+    let hooks = Props::new(props.get("testHooks")?.map(|(v, _)| v), "options.testHooks")?;
+    o.faults.panic_on_text = hooks.string("panicOnText")?;
     Ok(o)
 }
 

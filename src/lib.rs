@@ -16,4 +16,4 @@ mod binding;
 
 pub use error::{Error, ErrorCode, Result};
 pub use service::{EmbedOptions, Service, ServiceOptions};
-pub use worker::Embeddings;
+pub use worker::{Embeddings, FaultInjection};

@@ -10,7 +10,7 @@ use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::model::source::ModelSource;
 use crate::queue::JobQueue;
-use crate::worker::{self, EmbedJob, Embeddings, Published, Reply, WorkerConfig};
+use crate::worker::{self, EmbedJob, Embeddings, FaultInjection, Published, Reply, WorkerConfig};
 
 /// Everything a service is built from. `ServiceOptions::new(model)` gives the documented defaults.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct ServiceOptions {
     /// CPU threads for inference.
     pub threads: usize,
     pub limits: BatchLimits,
+    /// For tests only.
+    pub faults: FaultInjection,
 }
 
 impl ServiceOptions {
@@ -36,6 +38,7 @@ impl ServiceOptions {
             device: DeviceChoice::Auto,
             threads: default_threads(),
             limits: BatchLimits::default(),
+            faults: FaultInjection::default(),
         }
     }
 }
@@ -82,6 +85,7 @@ impl Service {
             device: options.device,
             threads: options.threads,
             limits: options.limits,
+            faults: options.faults,
         };
         let queue = Arc::new(JobQueue::default());
         let published = Arc::new(Published::default());

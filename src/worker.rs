@@ -40,6 +40,14 @@ pub struct WorkerConfig {
     pub device: DeviceChoice,
     pub threads: usize,
     pub limits: BatchLimits,
+    pub faults: FaultInjection,
+}
+
+/// Faults the tests inject to prove the service survives them. Empty by default; never set in production.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    /// Panic inside the forward-pass region when a request contains exactly this text.
+    pub panic_on_text: Option<String>,
 }
 
 /// State the worker publishes for the service to read without asking it.
@@ -102,7 +110,14 @@ pub fn run(queue: Arc<JobQueue<EmbedJob>>, published: Arc<Published>, config: Wo
                 loaded = Some(load(&config, &published)?);
             }
             let embedder = &loaded.as_ref().expect("loaded above").embedder;
-            let compute = || embed(embedder, &texts, prompt.as_deref(), config.limits, &queue);
+            let compute = || {
+                if let Some(trigger) = &config.faults.panic_on_text {
+                    if texts.iter().any(|t| t == trigger) {
+                        panic!("injected test panic");
+                    }
+                }
+                embed(embedder, &texts, prompt.as_deref(), config.limits, &queue)
+            };
             match &pool {
                 Some(pool) => pool.install(compute),
                 None => compute(),

@@ -114,3 +114,16 @@ fn a_missing_model_fails_the_request_not_the_service_and_close_is_final() {
     let err = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap_err();
     assert_eq!(err.code, ErrorCode::Closed);
 }
+
+#[test]
+fn a_panic_in_the_worker_fails_that_request_with_internal_and_the_next_one_works() {
+    let mut options = ServiceOptions::new(reference("tiny-bert-cls").join("model").to_string_lossy());
+    options.threads = 1;
+    options.faults.panic_on_text = Some("boom".into());
+    let svc = Service::new(options).unwrap();
+    let err = svc.embed_blocking(vec!["a".into(), "boom".into()], EmbedOptions::default()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal);
+    assert!(err.message.contains("injected test panic"), "{}", err.message);
+    let ok = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap();
+    assert_eq!(ok.vectors.len(), 1);
+}

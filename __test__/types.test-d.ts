@@ -1,0 +1,30 @@
+// Type-level tests of index.d.ts, checked by tsc through `vitest --typecheck`.
+import { describe, expectTypeOf, it } from 'vitest'
+import binding, { EmbeddingService, type EmbeddingError, type ErrorCode } from '../index.js'
+
+describe('index.d.ts', () => {
+  it('describes the constructor, embed, dimensions and close', () => {
+    const svc = new EmbeddingService({ model: 'sentence-transformers/all-MiniLM-L6-v2', device: 'cpu', threads: 2 })
+    expectTypeOf(svc.embed(['a'], { prompt: 'query' })).toEqualTypeOf<Promise<Float32Array[]>>()
+    expectTypeOf(svc.dimensions).toEqualTypeOf<number | null>()
+    expectTypeOf(svc.close()).toEqualTypeOf<Promise<void>>()
+    expectTypeOf(binding.EmbeddingService).toEqualTypeOf<typeof EmbeddingService>()
+  })
+
+  it('rejects what the API rejects', () => {
+    // @ts-expect-error model is required
+    new EmbeddingService({})
+    // @ts-expect-error unknown device
+    new EmbeddingService({ model: 'm', device: 'tpu' })
+    const svc = new EmbeddingService({ model: 'm' })
+    // @ts-expect-error texts must be strings
+    void svc.embed([1])
+    // @ts-expect-error dimensions is read-only
+    svc.dimensions = 3
+  })
+
+  it('exposes error codes', () => {
+    expectTypeOf<EmbeddingError['code']>().toEqualTypeOf<ErrorCode>()
+    expectTypeOf<'ERR_CLOSED'>().toMatchTypeOf<ErrorCode>()
+  })
+})
