@@ -27,5 +27,6 @@ if (!binding) {
   throw err
 }
 
-module.exports = binding
-module.exports.EmbeddingService = binding.EmbeddingService
+const { createEmbeddingService } = require('./service.js')
+
+module.exports.EmbeddingService = createEmbeddingService(binding)

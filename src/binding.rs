@@ -2,12 +2,17 @@
 //! checking that JS values have the types the API documents, and mapping errors to JS errors with a `code`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use napi::bindgen_prelude::{Float32Array, JsObjectValue, Object, Unknown};
-use napi::{Env, JsError, JsValue, ValueType};
+use napi::bindgen_prelude::{Float32Array, Function, JsObjectValue, Object, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, JsDeferred, JsError, JsValue, Status, ValueType};
 use napi_derive::napi;
 
 use crate::error::{Error, Result};
+use crate::progress::{Mailbox, Outgoing, Sink};
+use crate::scheduler::Priority;
 use crate::service::{EmbedOptions, Service, ServiceOptions};
 
 /// Builds a JS `Error` whose `code` is the stable error code, and wraps it so napi throws or rejects with it.
@@ -136,8 +141,20 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     if let Some(n) = props.count("maxBatchTokens")? {
         o.limits.max_batch_tokens = n;
     }
+    if let Some(ms) = millis(&props, "keepAliveMs", true)? {
+        o.keep_alive = (ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    if let Some(ms) = millis(&props, "stallWarningMs", false)? {
+        o.stall_warning = Duration::from_secs_f64(ms / 1000.0);
+    }
+    if let Some(ms) = millis(&props, "stallTimeoutMs", false)? {
+        o.stall_timeout = Duration::from_secs_f64(ms / 1000.0);
+    }
     let hooks = Props::new(props.get("testHooks")?.map(|(v, _)| v), "options.testHooks")?;
     o.faults.panic_on_text = hooks.string("panicOnText")?;
+    if let Some(ms) = millis(&hooks, "stallMs", false)? {
+        o.faults.stall = Some(Duration::from_secs_f64(ms / 1000.0));
+    }
     Ok(o)
 }
 
@@ -169,24 +186,164 @@ fn texts_from_js(texts: Unknown) -> Result<Vec<String>> {
 
 fn embed_options(options: Option<Unknown>) -> Result<EmbedOptions> {
     let props = Props::new(options, "options")?;
-    Ok(EmbedOptions { prompt: props.string("prompt")? })
+    let priority = match props.string("priority")?.as_deref() {
+        None | Some("index") => Priority::Index,
+        Some("query") => Priority::Query,
+        Some(other) => {
+            return Err(Error::invalid_input(format!("options.priority must be 'query' or 'index', got {other:?}")))
+        }
+    };
+    Ok(EmbedOptions { prompt: props.string("prompt")?, priority })
 }
 
-/// Computes sentence embeddings in-process on a dedicated worker thread.
-#[napi(js_name = "EmbeddingService")]
-pub struct JsEmbeddingService {
+/// Milliseconds from a JS option: a finite number; `allow_negative` keeps negatives (keepAliveMs: never).
+fn millis(props: &Props, key: &str, allow_negative: bool) -> Result<Option<f64>> {
+    match props.get(key)? {
+        None => Ok(None),
+        Some((v, ValueType::Number)) => {
+            // SAFETY: checked to be a number.
+            let n = unsafe { v.cast::<f64>() }.map_err(|e| unreadable(key, e))?;
+            if !n.is_finite() || (!allow_negative && n <= 0.0) {
+                let what = if allow_negative { "a finite number" } else { "a positive number" };
+                return Err(Error::invalid_input(format!("{}.{key} must be {what}, got {n}", props.what)));
+            }
+            Ok(Some(n))
+        }
+        Some((_, t)) => Err(props.wrong(key, "a number", t)),
+    }
+}
+
+/// A progress event as JS sees it.
+#[napi(object)]
+pub struct JsProgressEvent {
+    #[napi(js_name = "type")]
+    pub kind: String,
+    pub status: String,
+    pub current: f64,
+    pub total: f64,
+    pub timestamp: f64,
+    pub details: String,
+    pub message: String,
+    pub request_id: Option<f64>,
+    pub eta_ms: Option<f64>,
+    pub texts_per_second: Option<f64>,
+}
+
+/// One mailbox item as JS sees it: a progress event or a log line.
+#[napi(object)]
+pub struct JsOutgoing {
+    pub kind: String,
+    pub event: Option<JsProgressEvent>,
+    pub level: Option<String>,
+    pub message: Option<String>,
+}
+
+fn to_js_items(items: Vec<Outgoing>) -> Vec<JsOutgoing> {
+    items
+        .into_iter()
+        .map(|item| match item {
+            Outgoing::Progress(e) => JsOutgoing {
+                kind: "progress".into(),
+                level: None,
+                message: None,
+                event: Some(JsProgressEvent {
+                    kind: "progress".into(),
+                    status: e.status.as_str().into(),
+                    current: e.current as f64,
+                    total: e.total as f64,
+                    timestamp: e.timestamp,
+                    message: e.message(),
+                    details: e.details,
+                    request_id: e.request_id.map(|id| id as f64),
+                    eta_ms: e.eta_ms,
+                    texts_per_second: e.texts_per_second,
+                }),
+            },
+            Outgoing::Log(level, message) => JsOutgoing {
+                kind: "log".into(),
+                event: None,
+                level: Some(level.as_str().into()),
+                message: Some(message),
+            },
+        })
+        .collect()
+}
+
+type Dispatch = ThreadsafeFunction<(), Unknown<'static>, Vec<JsOutgoing>, Status, false, true>;
+
+/// Delivers events to JS: a bounded mailbox, drained on the JS thread by one pending threadsafe call at a time.
+/// The threadsafe function is weak, so it never keeps Node alive.
+struct JsSink {
+    mailbox: Arc<Mailbox>,
+    dispatch: Dispatch,
+}
+
+impl Sink for JsSink {
+    fn send(&self, item: Outgoing) {
+        if self.mailbox.push(item) {
+            let _ = self.dispatch.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+#[napi(object)]
+pub struct JsQueued {
+    pub query: u32,
+    pub index: u32,
+}
+
+#[napi(object)]
+pub struct JsStatus {
+    pub state: String,
+    pub model_loaded: bool,
+    pub device: Option<String>,
+    pub dimensions: Option<u32>,
+    pub queued: JsQueued,
+    pub active_requests: u32,
+    pub last_progress_at: Option<f64>,
+    pub load_count: f64,
+    pub unload_count: f64,
+}
+
+type UnitResolver = Box<dyn FnOnce(Env) -> napi::Result<()>>;
+
+fn unit_reply(deferred: JsDeferred<(), UnitResolver>) -> Box<dyn FnOnce(Result<()>) + Send> {
+    Box::new(move |result: Result<()>| {
+        deferred.resolve(Box::new(move |env: Env| result.map_err(|e| to_js(&env, &e))))
+    })
+}
+
+/// The native half of `EmbeddingService`; `service.js` adds AbortSignal and callback handling around it.
+#[napi]
+pub struct NativeEmbeddingService {
     inner: Service,
+    mailbox: Arc<Mailbox>,
 }
 
 #[napi]
-impl JsEmbeddingService {
+impl NativeEmbeddingService {
     #[napi(constructor, catch_unwind)]
-    pub fn new(env: Env, options: Option<Unknown>) -> napi::Result<Self> {
-        let built = service_options(options).and_then(Service::new);
-        built.map(|inner| JsEmbeddingService { inner }).map_err(|e| to_js(&env, &e))
+    pub fn new(
+        env: Env,
+        options: Option<Unknown>,
+        dispatch: Function<Vec<JsOutgoing>, Unknown<'static>>,
+    ) -> napi::Result<Self> {
+        let mailbox = Arc::new(Mailbox::new(1024));
+        let drain = mailbox.clone();
+        let dispatch: Dispatch = dispatch
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |_ctx| Ok(to_js_items(drain.drain())))?;
+        let sink = Arc::new(JsSink { mailbox: mailbox.clone(), dispatch });
+        let built = service_options(options).and_then(|mut o| {
+            o.sink = sink;
+            Service::new(o)
+        });
+        built.map(|inner| NativeEmbeddingService { inner, mailbox }).map_err(|e| to_js(&env, &e))
     }
 
-    /// Resolves to one `Float32Array` per text; rejects with an `Error` carrying a stable `code`.
+    /// Returns `{ id, promise }`; the promise resolves to one `Float32Array` per text.
     #[napi(catch_unwind)]
     pub fn embed<'e>(&self, env: &'e Env, texts: Unknown, options: Option<Unknown>) -> napi::Result<Object<'e>> {
         let (deferred, promise) = env.create_deferred()?;
@@ -198,24 +355,70 @@ impl JsEmbeddingService {
                 Err(e) => Err(to_js(&env, &e)),
             })
         };
-        match request {
+        let id = match request {
             Ok((texts, options)) => self.inner.embed(texts, options, Box::new(move |r| settle(r.map(|e| e.vectors)))),
-            Err(e) => settle(Err(e)),
-        }
+            Err(e) => {
+                settle(Err(e));
+                0
+            }
+        };
+        let mut ticket = Object::new(env)?;
+        ticket.set("id", id as f64)?;
+        ticket.set("promise", promise)?;
+        Ok(ticket)
+    }
+
+    /// Aborts a request by id (`ERR_ABORTED`); unknown or settled ids are ignored.
+    #[napi(catch_unwind)]
+    pub fn abort(&self, id: f64) {
+        self.inner.abort(id as u64)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn load<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let (deferred, promise) = env.create_deferred()?;
+        self.inner.load(unit_reply(deferred));
         Ok(promise)
     }
 
-    /// The embedding size once the model has loaded, else `null`.
-    #[napi(getter)]
-    pub fn dimensions(&self) -> Option<u32> {
-        self.inner.dimensions().map(|d| d as u32)
+    #[napi(catch_unwind)]
+    pub fn unload<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
+        let (deferred, promise) = env.create_deferred()?;
+        self.inner.unload(unit_reply(deferred));
+        Ok(promise)
     }
 
-    /// Rejects queued work with `ERR_CLOSED`, frees the model and the worker thread, then resolves.
     #[napi(catch_unwind)]
     pub fn close<'e>(&self, env: &'e Env) -> napi::Result<Object<'e>> {
         let (deferred, promise) = env.create_deferred()?;
-        self.inner.close(Box::new(move |_| deferred.resolve(|_env: Env| Ok(()))));
+        self.inner.close(unit_reply(deferred));
         Ok(promise)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn status(&self) -> JsStatus {
+        let s = self.inner.status();
+        JsStatus {
+            state: s.state.as_str().into(),
+            model_loaded: s.model_loaded,
+            device: s.device,
+            dimensions: s.dimensions.map(|d| d as u32),
+            queued: JsQueued { query: s.queued_query as u32, index: s.queued_index as u32 },
+            active_requests: s.active_requests as u32,
+            last_progress_at: s.last_progress_at,
+            load_count: s.load_count as f64,
+            unload_count: s.unload_count as f64,
+        }
+    }
+
+    /// Takes the events waiting in the mailbox, so JS can deliver them before settling a request.
+    #[napi(catch_unwind)]
+    pub fn flush(&self) -> Vec<JsOutgoing> {
+        to_js_items(self.mailbox.drain())
+    }
+
+    #[napi(getter)]
+    pub fn dimensions(&self) -> Option<u32> {
+        self.inner.dimensions().map(|d| d as u32)
     }
 }

@@ -15,6 +15,10 @@ pub enum ErrorCode {
     DeviceUnavailable,
     /// The service was closed.
     Closed,
+    /// The caller aborted the request through its AbortSignal.
+    Aborted,
+    /// The worker made no progress for `stallTimeoutMs`; the request was failed and the worker replaced.
+    Stalled,
     /// A bug: a caught panic or an invariant that did not hold.
     Internal,
 }
@@ -27,6 +31,8 @@ impl ErrorCode {
             ErrorCode::ModelInvalid => "ERR_MODEL_INVALID",
             ErrorCode::DeviceUnavailable => "ERR_DEVICE_UNAVAILABLE",
             ErrorCode::Closed => "ERR_CLOSED",
+            ErrorCode::Aborted => "ERR_ABORTED",
+            ErrorCode::Stalled => "ERR_STALLED",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }
@@ -58,6 +64,9 @@ impl Error {
     }
     pub fn closed() -> Self {
         Self::new(ErrorCode::Closed, "the embedding service is closed; create a new EmbeddingService")
+    }
+    pub fn aborted() -> Self {
+        Self::new(ErrorCode::Aborted, "the request was aborted by its AbortSignal")
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)

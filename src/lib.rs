@@ -1,19 +1,26 @@
 //! In-process sentence embeddings for Node.js.
 //!
 //! The core (everything but `binding`) is plain Rust with no napi in it, tested with `cargo test`:
-//! `service` is the public face, `worker` the thread that owns the model, `queue` the channel between them,
-//! `batching` the batch planner, `model` the model folder, tokenizer, encoder and pooling.
+//! `service` is the public face; `lifecycle` the state machine under one lock; `scheduler` the two priority
+//! lanes; `worker` the thread that owns the model; `watchdog` the progress-based stall detector; `progress` the
+//! events and their bounded mailbox; `batching` the batch planner; `model` the model folder, tokenizer, encoder
+//! and pooling.
 
 pub mod batching;
 pub mod device;
 pub mod error;
+pub mod lifecycle;
 pub mod model;
-pub mod queue;
+pub mod progress;
+pub mod scheduler;
 pub mod service;
+pub mod watchdog;
 pub mod worker;
 
 mod binding;
 
 pub use error::{Error, ErrorCode, Result};
+pub use lifecycle::{Embeddings, ServiceStatus, State};
+pub use scheduler::Priority;
 pub use service::{EmbedOptions, Service, ServiceOptions};
-pub use worker::{Embeddings, FaultInjection};
+pub use worker::FaultInjection;

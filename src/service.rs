@@ -1,19 +1,22 @@
-//! The public Rust face of the addon: construct a service, submit texts, read its state, close it.
+//! The public Rust face of the addon: construct a service, submit texts, load, unload, read its state, close it.
 //! The napi binding is a thin layer over this; Rust callers and tests use it directly.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::batching::BatchLimits;
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
-use crate::queue::JobQueue;
-use crate::worker::{self, EmbedJob, Embeddings, FaultInjection, Published, Reply, WorkerConfig};
+use crate::progress::{NullSink, Sink};
+use crate::scheduler::Priority;
+use crate::worker::{self, FaultInjection, WorkerConfig};
+use crate::watchdog;
 
 /// Everything a service is built from. `ServiceOptions::new(model)` gives the documented defaults.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServiceOptions {
     pub model: String,
     pub revision: String,
@@ -23,6 +26,14 @@ pub struct ServiceOptions {
     /// CPU threads for inference.
     pub threads: usize,
     pub limits: BatchLimits,
+    /// Unload after this long without work; `None` never unloads on its own. Default 5 minutes.
+    pub keep_alive: Option<Duration>,
+    /// No progress this long while work is active: a `stall_warning`. Default 60 s.
+    pub stall_warning: Duration,
+    /// No progress this long: in-flight work fails with `ERR_STALLED` and the worker is replaced. Default 5 min.
+    pub stall_timeout: Duration,
+    /// Where progress events and log lines go.
+    pub sink: Arc<dyn Sink>,
     /// For tests only.
     pub faults: FaultInjection,
 }
@@ -38,6 +49,10 @@ impl ServiceOptions {
             device: DeviceChoice::Auto,
             threads: default_threads(),
             limits: BatchLimits::default(),
+            keep_alive: Some(Duration::from_millis(300_000)),
+            stall_warning: Duration::from_millis(60_000),
+            stall_timeout: Duration::from_millis(300_000),
+            sink: Arc::new(NullSink),
             faults: FaultInjection::default(),
         }
     }
@@ -49,19 +64,25 @@ pub fn default_threads() -> usize {
 }
 
 /// Options for one `embed` call.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmbedOptions {
     /// The name of one of the model's prompts.
     pub prompt: Option<String>,
+    pub priority: Priority,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions { prompt: None, priority: Priority::Index }
+    }
 }
 
 pub struct Service {
-    queue: Arc<JobQueue<EmbedJob>>,
-    published: Arc<Published>,
+    shared: Arc<Shared>,
 }
 
 impl Service {
-    /// Validates the options and starts the worker thread. Loads nothing yet: the model loads on first use.
+    /// Validates the options and starts the worker and watchdog threads. Loads nothing yet.
     pub fn new(options: ServiceOptions) -> Result<Self> {
         if options.model.trim().is_empty() {
             return Err(Error::invalid_input(
@@ -74,8 +95,11 @@ impl Service {
         if options.limits.max_batch_size == 0 || options.limits.max_batch_tokens == 0 {
             return Err(Error::invalid_input("batch limits must be at least 1"));
         }
+        if options.stall_timeout.is_zero() || options.stall_warning.is_zero() {
+            return Err(Error::invalid_input("stall thresholds must be positive"));
+        }
         device::check_compiled(options.device)?;
-        let config = WorkerConfig {
+        let config = Arc::new(WorkerConfig {
             source: ModelSource {
                 model: options.model,
                 revision: options.revision,
@@ -86,31 +110,31 @@ impl Service {
             threads: options.threads,
             limits: options.limits,
             faults: options.faults,
+        });
+        let timing = Timing {
+            keep_alive: options.keep_alive,
+            stall_warning: options.stall_warning,
+            stall_timeout: options.stall_timeout,
         };
-        let queue = Arc::new(JobQueue::default());
-        let published = Arc::new(Published::default());
-        let (q, p) = (queue.clone(), published.clone());
-        std::thread::Builder::new()
-            .name("embedding-worker".into())
-            .spawn(move || worker::run(q, p, config))
-            .map_err(|e| Error::internal(format!("cannot start the worker thread: {e}")))?;
-        Ok(Service { queue, published })
+        let shared = Arc::new(Shared::new(options.sink, timing));
+        worker::spawn(shared.clone(), config.clone(), 0)?;
+        watchdog::spawn(shared.clone(), config)?;
+        Ok(Service { shared })
     }
 
-    /// Queues texts for embedding; `reply` is called once with the result, on the worker thread (or at once on
-    /// this thread when the request is answered without the worker: empty input, a closed service).
-    pub fn embed(&self, texts: Vec<String>, options: EmbedOptions, reply: Reply<Embeddings>) {
-        if self.queue.is_closed() {
-            return reply(Err(Error::closed()));
-        }
+    /// Queues texts for embedding and returns the request's id. `reply` is called once with the result, from
+    /// the worker thread (or from this thread when the request is answered without the worker).
+    pub fn embed(&self, texts: Vec<String>, options: EmbedOptions, reply: Reply<Embeddings>) -> u64 {
         if texts.is_empty() {
-            let dimensions = self.dimensions().unwrap_or(0);
-            return reply(Ok(Embeddings { dimensions, vectors: Vec::new(), token_counts: Vec::new() }));
+            if self.shared.lock().state == crate::lifecycle::State::Closed {
+                reply(Err(Error::closed()));
+            } else {
+                let dimensions = self.dimensions().unwrap_or(0);
+                reply(Ok(Embeddings { dimensions, vectors: Vec::new(), token_counts: Vec::new() }));
+            }
+            return 0;
         }
-        let job = EmbedJob { texts, prompt: options.prompt, reply };
-        if let Err(job) = self.queue.push(job) {
-            (job.reply)(Err(Error::closed()));
-        }
+        self.shared.submit(texts, options.prompt, options.priority, reply)
     }
 
     /// `embed`, waiting for the result on the calling thread.
@@ -120,32 +144,34 @@ impl Service {
         rx.recv().map_err(|_| Error::internal("the worker dropped a request without answering"))?
     }
 
+    /// Aborts a request (`ERR_ABORTED`): at once if it waits, else before its next batch.
+    pub fn abort(&self, id: u64) {
+        self.shared.abort(id)
+    }
+
+    /// Loads the model if it is not loaded; `done` is called when it is ready (or failed).
+    pub fn load(&self, done: Reply<()>) {
+        self.shared.load(done)
+    }
+
+    /// Unloads the model once no work is queued or running; `done` is called when it is unloaded.
+    pub fn unload(&self, done: Reply<()>) {
+        self.shared.unload(done)
+    }
+
+    pub fn status(&self) -> ServiceStatus {
+        self.shared.status()
+    }
+
     /// The embedding size, once the model has loaded.
     pub fn dimensions(&self) -> Option<usize> {
-        match self.published.dimensions.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(n),
-        }
+        self.shared.lock().dimensions
     }
 
-    /// The device in use ("cpu", "cuda:0", ...), once the model has loaded.
-    pub fn device(&self) -> Option<String> {
-        self.published.device.lock().clone()
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Rejects queued work with `ERR_CLOSED`, stops the running request at its next batch, and calls `done`
-    /// once the worker has freed the model and exited. Closing twice is harmless.
+    /// Rejects queued and running work with `ERR_CLOSED`, and calls `done` once the worker has freed the model
+    /// and exited. Closing twice is harmless.
     pub fn close(&self, done: Reply<()>) {
-        if let Some(unstarted) = self.queue.close() {
-            for job in unstarted {
-                (job.reply)(Err(Error::closed()));
-            }
-        }
-        self.published.on_exit(done);
+        self.shared.close(done)
     }
 
     pub fn close_blocking(&self) {
@@ -155,15 +181,18 @@ impl Service {
         }));
         let _ = rx.recv();
     }
+
+    /// Runs `op` and waits for its reply on this thread (for `load` and `unload` in Rust code and tests).
+    pub fn wait(&self, op: impl FnOnce(&Self, Reply<()>)) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        op(self, Box::new(move |r| drop(tx.send(r))));
+        rx.recv().map_err(|_| Error::internal("dropped without an answer"))?
+    }
 }
 
 impl Drop for Service {
-    /// A dropped service (garbage-collected in JS) stops its worker instead of leaking the thread and the model.
+    /// A dropped service (garbage-collected in JS) stops its threads instead of leaking them and the model.
     fn drop(&mut self) {
-        if let Some(unstarted) = self.queue.close() {
-            for job in unstarted {
-                (job.reply)(Err(Error::closed()));
-            }
-        }
+        self.shared.close(Box::new(|_| {}));
     }
 }

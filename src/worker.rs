@@ -1,39 +1,30 @@
-//! The inference thread. It alone owns the model: it loads it on the first job, runs every forward pass, and
-//! frees it when the queue closes. Everything else reaches it through the job queue.
+//! The inference thread. It alone owns the model: it loads it when work or `load()` asks, runs one step of one
+//! request at a time (a step is one batch, so a waiting query overtakes index work at the next batch boundary),
+//! and frees the model on keep-alive expiry, `unload()` or close — each decided under the lifecycle lock.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::batching::{plan_batches, BatchLimits};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::lifecycle::{After, Embeddings, Shared, State, Work};
 use crate::model::source::{self, ModelSource};
 use crate::model::Embedder;
-use crate::queue::JobQueue;
+use crate::progress::{LogLevel, ProgressEvent, Status};
 
-/// A one-shot reply, called exactly once, from the worker thread (or from the caller's thread when a job is
-/// refused before it reaches the worker).
-pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
-
-/// The vectors of one request, in the order of its texts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Embeddings {
-    pub dimensions: usize,
-    pub vectors: Vec<Vec<f32>>,
-    /// Tokens per text after truncation, special tokens included.
-    pub token_counts: Vec<usize>,
+/// Faults the tests inject to prove the service survives them. Empty by default; never set in production.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    /// Panic inside the forward-pass region when a request contains exactly this text.
+    pub panic_on_text: Option<String>,
+    /// Sleep this long before each batch, reporting nothing (a stuck device). Only the first worker does;
+    /// the replacement the watchdog starts runs normally, as after a device recovers.
+    pub stall: Option<Duration>,
 }
 
-pub struct EmbedJob {
-    pub texts: Vec<String>,
-    pub prompt: Option<String>,
-    pub reply: Reply<Embeddings>,
-}
-
-/// What the worker was built with.
+/// What the worker is built with.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub source: ModelSource,
@@ -43,120 +34,294 @@ pub struct WorkerConfig {
     pub faults: FaultInjection,
 }
 
-/// Faults the tests inject to prove the service survives them. Empty by default; never set in production.
-#[derive(Debug, Clone, Default)]
-pub struct FaultInjection {
-    /// Panic inside the forward-pass region when a request contains exactly this text.
-    pub panic_on_text: Option<String>,
-}
-
-/// State the worker publishes for the service to read without asking it.
-#[derive(Default)]
-pub struct Published {
-    /// 0 until the model has loaded once.
-    pub dimensions: AtomicUsize,
-    pub device: Mutex<Option<String>>,
-    exit: Mutex<ExitState>,
-}
-
-#[derive(Default)]
-struct ExitState {
-    exited: bool,
-    waiters: Vec<Reply<()>>,
-}
-
-impl Published {
-    /// Calls `done` once the worker has exited and freed the model (at once if it already has).
-    pub fn on_exit(&self, done: Reply<()>) {
-        let mut s = self.exit.lock();
-        if s.exited {
-            drop(s);
-            done(Ok(()));
-        } else {
-            s.waiters.push(done);
-        }
-    }
-
-    fn mark_exited(&self) {
-        let waiters = {
-            let mut s = self.exit.lock();
-            s.exited = true;
-            std::mem::take(&mut s.waiters)
-        };
-        for w in waiters {
-            w(Ok(()));
-        }
-    }
-}
-
 struct Loaded {
     embedder: Embedder,
+    device: candle_core::Device,
 }
 
-pub fn run(queue: Arc<JobQueue<EmbedJob>>, published: Arc<Published>, config: WorkerConfig) {
+enum Step {
+    More,
+    Done(Embeddings),
+}
+
+/// Starts a worker of the given generation on its own thread.
+pub fn spawn(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) -> Result<()> {
+    std::thread::Builder::new()
+        .name(format!("embedding-worker-{generation}"))
+        .spawn(move || run(shared, config, generation))
+        .map(|_| ())
+        .map_err(|e| Error::internal(format!("cannot start the worker thread: {e}")))
+}
+
+fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.max(1))
-        .thread_name(|i| format!("embedding-compute-{i}"))
-        .build();
-    let pool = match pool {
-        Ok(p) => Some(p),
-        Err(_) => None, // fall back to the global pool rather than refuse to work
-    };
-    let mut loaded: Option<Loaded> = None;
-    while let Some(job) = queue.pop() {
-        let EmbedJob { texts, prompt, reply } = job;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            if loaded.is_none() {
-                loaded = Some(load(&config, &published)?);
+        .thread_name(move |i| format!("embedding-compute-{generation}-{i}"))
+        .build()
+        .ok();
+    let mut model: Option<Loaded> = None;
+    let mut core = shared.lock();
+    loop {
+        if core.generation != generation {
+            // The watchdog gave up on this worker; a fresh one owns the service now.
+            drop(core);
+            return;
+        }
+        if core.state == State::Closed {
+            break;
+        }
+        let idle = core.lanes.is_empty() && core.on_worker.is_none();
+
+        // Unload: only when nothing is queued or running, decided and marked under the lock.
+        let keep_alive_expired = core.keep_alive_deadline.is_some_and(|d| Instant::now() >= d);
+        if model.is_some() && idle && (core.unload_requested || keep_alive_expired) {
+            core.state = State::Unloading;
+            core.keep_alive_deadline = None;
+            drop(core);
+            let loaded = model.take().expect("checked above");
+            unload(&shared, loaded);
+            core = shared.lock();
+            if core.generation != generation {
+                return;
             }
-            let embedder = &loaded.as_ref().expect("loaded above").embedder;
-            let compute = || {
-                if let Some(trigger) = &config.faults.panic_on_text {
-                    if texts.iter().any(|t| t == trigger) {
-                        panic!("injected test panic");
+            let mut after = After::default();
+            core.model_loaded = false;
+            core.unload_count += 1;
+            core.unload_requested = false;
+            if core.state != State::Closed {
+                core.state = State::Unloaded;
+            }
+            for w in core.unload_waiters.drain(..) {
+                after.reply(w, Ok(()));
+            }
+            shared.emit(ProgressEvent::new(Status::Idle, 0, 0, "model unloaded"));
+            drop(core);
+            after.run();
+            core = shared.lock();
+            continue;
+        }
+        if model.is_none() && core.unload_requested && idle && !core.load_requested {
+            // Nothing to unload (a load failed or never happened): just answer.
+            core.unload_requested = false;
+            let waiters: Vec<_> = core.unload_waiters.drain(..).collect();
+            drop(core);
+            waiters.into_iter().for_each(|w| w(Ok(())));
+            core = shared.lock();
+            continue;
+        }
+
+        // Load when work or load() asks for it.
+        if model.is_none() && (!core.lanes.is_empty() || core.load_requested) {
+            core.state = State::Loading;
+            shared.touch(&mut core);
+            drop(core);
+            shared.watchdog_wake.notify_all();
+            let result = catch_unwind(AssertUnwindSafe(|| load(&shared, &config, generation)))
+                .unwrap_or_else(|p| Err(Error::from_panic("loading the model", p.as_ref())));
+            core = shared.lock();
+            if core.generation != generation {
+                return;
+            }
+            let mut after = After::default();
+            core.load_requested = false;
+            match result {
+                Ok((loaded, name)) => {
+                    core.model_loaded = true;
+                    core.load_count += 1;
+                    core.dimensions = Some(loaded.embedder.dimensions());
+                    core.device = Some(name);
+                    model = Some(loaded);
+                    if core.state != State::Closed {
+                        core.state = State::Ready;
+                    }
+                    for w in core.load_waiters.drain(..) {
+                        after.reply(w, Ok(()));
+                    }
+                    shared.touch(&mut core);
+                    shared.update_idle(&mut core);
+                }
+                Err(e) => {
+                    // Everything waiting for this load fails with its error; the next request tries again.
+                    if core.state != State::Closed {
+                        core.state = State::Unloaded;
+                    }
+                    shared.log(LogLevel::Warn, format!("loading the model failed: {e}"));
+                    shared.fail_all(&mut core, &mut after, e);
+                }
+            }
+            drop(core);
+            after.run();
+            core = shared.lock();
+            continue;
+        }
+        if model.is_some() && core.load_requested {
+            core.load_requested = false;
+            let waiters: Vec<_> = core.load_waiters.drain(..).collect();
+            drop(core);
+            waiters.into_iter().for_each(|w| w(Ok(())));
+            core = shared.lock();
+            continue;
+        }
+
+        // One step of the next request.
+        if let (Some(loaded), Some(id)) = (model.as_ref(), core.lanes.next()) {
+            let Some(mut work) = core.works.remove(&id) else { continue };
+            core.on_worker = Some(id);
+            core.state = State::Working;
+            if let Some(t) = core.tickets.get_mut(&id) {
+                t.started = true;
+            }
+            drop(core);
+            shared.watchdog_wake.notify_all();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let mut run_step = || step(&shared, loaded, &config, generation, &mut work);
+                match &pool {
+                    Some(pool) => pool.install(run_step),
+                    None => run_step(),
+                }
+            }))
+            .unwrap_or_else(|p| Err(Error::from_panic("embedding", p.as_ref())));
+            core = shared.lock();
+            if core.generation != generation {
+                return;
+            }
+            core.on_worker = None;
+            shared.touch(&mut core);
+            let mut after = After::default();
+            // The ticket is gone when close() or the watchdog already answered the request.
+            if let Some(ticket) = core.tickets.remove(&id) {
+                let priority = ticket.priority;
+                if ticket.abort_requested {
+                    after.reply(ticket.reply, Err(Error::aborted()));
+                } else {
+                    match outcome {
+                        Err(e) => after.reply(ticket.reply, Err(e)),
+                        Ok(Step::Done(result)) => {
+                            let n = result.vectors.len() as u64;
+                            shared.emit(ProgressEvent::new(Status::Completed, n, n, "completed").for_request(id));
+                            after.reply(ticket.reply, Ok(result));
+                        }
+                        Ok(Step::More) => {
+                            core.tickets.insert(id, ticket);
+                            core.works.insert(id, work);
+                            core.lanes.push_front(id, priority);
+                        }
                     }
                 }
-                embed(embedder, &texts, prompt.as_deref(), config.limits, &queue)
-            };
-            match &pool {
-                Some(pool) => pool.install(compute),
-                None => compute(),
             }
-        }));
-        let result = outcome.unwrap_or_else(|panic| Err(Error::from_panic("embedding", panic.as_ref())));
-        reply(result);
+            shared.update_idle(&mut core);
+            drop(core);
+            after.run();
+            core = shared.lock();
+            continue;
+        }
+
+        // Idle: sleep until work, a request to load or unload, close, or the keep-alive deadline.
+        if core.state == State::Working {
+            core.state = State::Ready;
+        }
+        match core.keep_alive_deadline.filter(|_| model.is_some()) {
+            Some(deadline) => {
+                shared.worker_wake.wait_until(&mut core, deadline);
+            }
+            None => shared.worker_wake.wait(&mut core),
+        }
     }
-    drop(loaded);
-    published.mark_exited();
+    // Closed: free the model, then tell close() waiters.
+    drop(core);
+    if let Some(loaded) = model.take() {
+        unload(&shared, loaded);
+    }
+    let waiters = {
+        let mut core = shared.lock();
+        if core.generation == generation {
+            core.worker_exited = true;
+            core.model_loaded = false;
+        }
+        std::mem::take(&mut core.exit_waiters)
+    };
+    waiters.into_iter().for_each(|w| w(Ok(())));
 }
 
-fn load(config: &WorkerConfig, published: &Published) -> Result<Loaded> {
+fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Loaded, String)> {
+    let stage = |i: u64, what: &str| {
+        shared.emit(ProgressEvent::new(Status::LoadingModel, i, 3, what));
+        let mut core = shared.lock();
+        if core.generation == generation {
+            shared.touch(&mut core);
+        }
+    };
+    stage(0, "resolving model");
     let dir = source::resolve(&config.source)?;
+    stage(1, "opening device");
     let (device, name) = device::open(config.device)?;
+    stage(2, "loading tokenizer and weights");
     let embedder = Embedder::load(&dir, &device)?;
-    published.dimensions.store(embedder.dimensions(), Ordering::Release);
-    *published.device.lock() = Some(name);
-    Ok(Loaded { embedder })
+    stage(3, "model loaded");
+    Ok((Loaded { embedder, device }, name))
 }
 
-fn embed(
-    embedder: &Embedder,
-    texts: &[String],
-    prompt: Option<&str>,
-    limits: BatchLimits,
-    queue: &JobQueue<EmbedJob>,
-) -> Result<Embeddings> {
-    let tokens = embedder.tokenize(texts, prompt)?;
-    let lengths: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
-    let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-    for batch in plan_batches(&lengths, limits) {
-        if queue.is_closed() {
-            return Err(Error::closed());
-        }
-        let refs: Vec<_> = batch.iter().map(|&i| &tokens[i]).collect();
-        for (i, v) in batch.iter().zip(embedder.embed_tokens(&refs)?) {
-            vectors[*i] = v;
-        }
+fn unload(shared: &Shared, loaded: Loaded) {
+    shared.emit(ProgressEvent::new(Status::UnloadingModel, 0, 0, "unloading model"));
+    let device = loaded.device.clone();
+    drop(loaded);
+    if !device.is_cpu() {
+        // Wait for the device to finish with the freed buffers before reporting them gone.
+        shared.emit(ProgressEvent::new(Status::CleaningMemory, 0, 0, "synchronising the device"));
+        let _ = device.synchronize();
     }
-    Ok(Embeddings { dimensions: embedder.dimensions(), vectors, token_counts: lengths })
+}
+
+/// One step of a request: tokenise it on its first step, then run one batch.
+fn step(shared: &Shared, loaded: &Loaded, config: &WorkerConfig, generation: u64, work: &mut Work) -> Result<Step> {
+    let n = work.texts.len() as u64;
+    if work.tokens.is_none() {
+        if let Some(trigger) = &config.faults.panic_on_text {
+            if work.texts.iter().any(|t| t == trigger) {
+                panic!("injected test panic");
+            }
+        }
+        shared.emit(ProgressEvent::new(Status::ProcessingEmbeddings, 0, n, "tokenizing").for_request(work.id));
+        let tokens = loaded.embedder.tokenize(&work.texts, work.prompt.as_deref())?;
+        let lengths: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
+        work.plan = plan_batches(&lengths, config.limits);
+        work.vectors = vec![Vec::new(); tokens.len()];
+        work.tokens = Some(tokens);
+        work.started_at = Some(Instant::now());
+    }
+    if let Some(pause) = config.faults.stall.filter(|_| generation == 0) {
+        std::thread::sleep(pause);
+    }
+    let tokens = work.tokens.as_ref().expect("tokenised above");
+    let batch = &work.plan[work.next_batch];
+    let refs: Vec<_> = batch.iter().map(|&i| &tokens[i]).collect();
+    let vectors = loaded.embedder.embed_tokens(&refs)?;
+    for (&i, v) in batch.iter().zip(vectors) {
+        work.vectors[i] = v;
+    }
+    work.next_batch += 1;
+    work.done += batch.len();
+    let (b, total_batches) = (work.next_batch, work.plan.len());
+    shared.emit(
+        ProgressEvent::new(Status::ProcessingBatch, b as u64, total_batches as u64, format!("Batch {b}/{total_batches}"))
+            .for_request(work.id),
+    );
+    let mut ev = ProgressEvent::new(Status::ProcessingEmbeddings, work.done as u64, n, format!("Batch {b}/{total_batches}"))
+        .for_request(work.id);
+    if let Some(started) = work.started_at {
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        let rate = work.done as f64 / secs;
+        ev.texts_per_second = Some(rate);
+        ev.eta_ms = Some((n as f64 - work.done as f64) / rate.max(1e-9) * 1000.0);
+    }
+    shared.emit(ev);
+    if work.next_batch < work.plan.len() {
+        return Ok(Step::More);
+    }
+    let tokens = work.tokens.take().expect("tokenised above");
+    Ok(Step::Done(Embeddings {
+        dimensions: loaded.embedder.dimensions(),
+        vectors: std::mem::take(&mut work.vectors),
+        token_counts: tokens.iter().map(|t| t.len()).collect(),
+    }))
 }

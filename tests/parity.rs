@@ -86,7 +86,7 @@ fn tiny_xlmr_mean_with_and_without_each_prompt() {
 fn an_unknown_prompt_is_invalid_input_and_the_service_keeps_working() {
     let svc = service(reference("tiny-xlmr-mean-prompts").join("model"));
     let err = svc
-        .embed_blocking(vec!["x".into()], EmbedOptions { prompt: Some("nope".into()) })
+        .embed_blocking(vec!["x".into()], EmbedOptions { prompt: Some("nope".into()), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(err.message.contains("\"query\""), "{}", err.message);

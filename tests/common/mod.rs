@@ -72,5 +72,5 @@ pub fn service(model: PathBuf) -> Service {
 }
 
 pub fn embed(svc: &Service, texts: &[String], prompt: Option<&str>) -> embedding_service::Embeddings {
-    svc.embed_blocking(texts.to_vec(), EmbedOptions { prompt: prompt.map(str::to_string) }).unwrap()
+    svc.embed_blocking(texts.to_vec(), EmbedOptions { prompt: prompt.map(str::to_string), ..Default::default() }).unwrap()
 }
