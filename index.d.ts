@@ -20,6 +20,10 @@ export type ErrorCode =
   | 'ERR_DEVICE_UNAVAILABLE'
   /** The service was closed; create a new one. */
   | 'ERR_CLOSED'
+  /** The request's AbortSignal fired (the error's `name` is 'AbortError'). */
+  | 'ERR_ABORTED'
+  /** The worker made no progress for `stallTimeoutMs`; the request failed and a fresh worker took over. */
+  | 'ERR_STALLED'
   /** A bug inside the addon (for example a caught Rust panic); the service stays usable. */
   | 'ERR_INTERNAL'
 
@@ -54,18 +58,116 @@ export interface EmbeddingServiceOptions {
   /** Most texts in one forward pass. Default 32. */
   maxBatchSize?: number
   /**
-   * Most padded tokens (texts x longest text) in one forward pass. Default 16384. A single text longer than
-   * this still runs, alone.
+   * Most padded tokens (texts x longest text) in one forward pass. Default 4096. A single text longer than
+   * this still runs, alone. Smaller batches let a query overtake index work sooner.
    */
   maxBatchTokens?: number
+  /**
+   * Unload the model after this long with nothing queued or running. Default 300000 (5 minutes); 0 unloads
+   * as soon as the service is idle; a negative value never unloads on its own. The model is never unloaded
+   * while work is queued or running: the decision and the switch to 'unloading' happen under one lock, and a
+   * request arriving during an unload waits for it and then reloads the model.
+   */
+  keepAliveMs?: number
+  /** No progress this long while work is active: a 'stall_warning' event and a logger warning. Default 60000. */
+  stallWarningMs?: number
+  /**
+   * No progress this long while work is active: every queued and running request rejects with `ERR_STALLED`,
+   * a 'stalled' event is sent, the stuck worker is abandoned and a fresh one serves the next request
+   * (reloading the model). Work that keeps reporting progress is never failed, however long it runs.
+   * Default 300000.
+   */
+  stallTimeoutMs?: number
+  /** Receives every event of this service (loading, every request's progress, unloading, stalls). */
+  onProgress?: (event: ProgressEvent) => void
+  /**
+   * Receives the service's log lines. Default: warnings and errors to stderr; the addon never writes to
+   * stdout. An exception thrown by `onProgress` callbacks is reported here as an 'error'.
+   */
+  logger?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void
   /** For the addon's own tests only; never set in production. */
   testHooks?: {
     /** The worker panics while embedding any request that contains exactly this text. */
     panicOnText?: string
+    /**
+     * The first worker sleeps this long before each batch, reporting nothing (a stuck device); the
+     * replacement the watchdog starts does not.
+     */
+    stallMs?: number
   }
 }
 
+/** What the service is doing, as reported by progress events. */
+export type ProgressStatus =
+  | 'loading_model'
+  | 'processing_embeddings'
+  | 'processing_batch'
+  | 'cleaning_memory'
+  | 'completed'
+  | 'unloading_model'
+  | 'idle'
+  | 'stall_warning'
+  | 'stalled'
+
+/**
+ * A progress event. A request reports `processing_embeddings` 0/N, then per batch `processing_batch` b/B
+ * (details "Batch b/B") and `processing_embeddings` done/N, then `completed` N/N. Loading reports
+ * `loading_model` stages 0/3 to 3/3; unloading reports `unloading_model` then `idle` ("model unloaded").
+ * Events arrive in order, from a queue that never blocks the worker; if JS falls far behind, a request's
+ * routine progress is coalesced (milestones are kept). A request's events are delivered before its promise
+ * settles.
+ */
+export interface ProgressEvent {
+  type: 'progress'
+  status: ProgressStatus
+  /** Texts done (requests), stage (loading), batch number (processing_batch); 0 where no count applies. */
+  current: number
+  total: number
+  /** Milliseconds since the epoch, taken when the worker made the event; never goes backwards. */
+  timestamp: number
+  details: string
+  /** E.g. "processing_embeddings: 200/1000". */
+  message: string
+  /** The request the event belongs to, where it belongs to one. */
+  requestId?: number
+  /** Estimated time left for the request (processing_embeddings after the first batch). */
+  etaMs?: number
+  textsPerSecond?: number
+}
+
+export type ServiceState = 'unloaded' | 'loading' | 'ready' | 'working' | 'unloading' | 'closed'
+
+export interface ServiceStatus {
+  state: ServiceState
+  modelLoaded: boolean
+  /** "cpu", "cuda:0", "metal:0" once loaded, else null. */
+  device: string | null
+  dimensions: number | null
+  /** Requests waiting to start, per priority. */
+  queued: { query: number; index: number }
+  /** Requests started and not yet settled. */
+  activeRequests: number
+  /** When the worker last reported progress (ms since the epoch), or null before any. */
+  lastProgressAt: number | null
+  loadCount: number
+  unloadCount: number
+}
+
 export interface EmbedOptions {
+  /**
+   * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
+   * yields to them at every batch boundary, then resumes. After 8 query batches in a row while index work
+   * waits, one index batch runs, so queries cannot starve indexing. Default 'index'.
+   */
+  priority?: 'query' | 'index'
+  /**
+   * Aborting rejects this request with `name: 'AbortError'`, `code: 'ERR_ABORTED'`: at once if it is still
+   * queued, else before its next batch. An already-aborted signal rejects at once. Other requests are
+   * unaffected.
+   */
+  signal?: AbortSignal
+  /** Receives this request's events only. */
+  onProgress?: (event: ProgressEvent) => void
   /**
    * The name of one of the model's prompts (from its `config_sentence_transformers.json`), prepended to every
    * text as sentence-transformers does. An unknown name rejects with `ERR_INVALID_INPUT`. Without it, the
@@ -89,18 +191,32 @@ export declare class EmbeddingService {
    * An empty array resolves to an empty array; an empty string still gets a vector.
    *
    * Never blocks the event loop: texts are queued to the worker thread and the promise settles from there.
-   * Rejects with `ERR_INVALID_INPUT` (not an array of strings, unknown prompt), `ERR_MODEL_NOT_FOUND`,
-   * `ERR_MODEL_INVALID`, `ERR_DEVICE_UNAVAILABLE` (while loading), `ERR_CLOSED` or `ERR_INTERNAL`. A rejected
-   * call leaves the service usable for the next one.
+   * Loads the model first if it is not loaded. Rejects with `ERR_INVALID_INPUT` (not an array of strings,
+   * unknown prompt or priority, a `signal` that is not an AbortSignal), `ERR_MODEL_NOT_FOUND`,
+   * `ERR_MODEL_INVALID`, `ERR_DEVICE_UNAVAILABLE` (while loading), `ERR_ABORTED`, `ERR_STALLED`, `ERR_CLOSED`
+   * or `ERR_INTERNAL`. A rejected call leaves the service usable for the next one.
    */
   embed(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>
 
   /** The embedding size once the model has loaded, else `null`. */
   readonly dimensions: number | null
 
+  /** Loads the model now (reporting `loading_model` events); resolves when it is ready. */
+  load(): Promise<void>
+
   /**
-   * Rejects queued requests with `ERR_CLOSED` (a running one stops at its next batch with the same code),
-   * frees the model, ends the worker thread, then resolves. Later calls reject with `ERR_CLOSED`. Calling it
+   * Unloads the model once nothing is queued or running (it waits for running and queued work; it never
+   * frees a model in use), then resolves. The next `embed` reloads it.
+   */
+  unload(): Promise<void>
+
+  /** A snapshot of the service's state. */
+  status(): ServiceStatus
+
+  /**
+   * Rejects queued and running requests with `ERR_CLOSED` at once, frees the model and ends the worker thread
+   * (after the batch in progress, if any), then resolves. The keep-alive timer and the watchdog never keep
+   * Node alive. Later calls reject with `ERR_CLOSED`. Calling it
    * again is harmless. A service that is garbage-collected without `close()` is closed the same way.
    */
   close(): Promise<void>

@@ -1,6 +1,12 @@
 // Type-level tests of index.d.ts, checked by tsc through `vitest --typecheck`.
 import { describe, expectTypeOf, it } from 'vitest'
-import binding, { EmbeddingService, type EmbeddingError, type ErrorCode } from '../index.js'
+import binding, {
+  EmbeddingService,
+  type EmbeddingError,
+  type ErrorCode,
+  type ProgressEvent,
+  type ServiceStatus,
+} from '../index.js'
 
 describe('index.d.ts', () => {
   it('describes the constructor, embed, dimensions and close', () => {
@@ -21,6 +27,28 @@ describe('index.d.ts', () => {
     void svc.embed([1])
     // @ts-expect-error dimensions is read-only
     svc.dimensions = 3
+  })
+
+  it('describes the lifecycle API and events', () => {
+    const svc = new EmbeddingService({
+      model: 'm',
+      keepAliveMs: -1,
+      stallWarningMs: 1000,
+      stallTimeoutMs: 5000,
+      onProgress: (e) => expectTypeOf(e).toEqualTypeOf<ProgressEvent>(),
+      logger: (level, message) => {
+        expectTypeOf(level).toEqualTypeOf<'debug' | 'info' | 'warn' | 'error'>()
+        expectTypeOf(message).toEqualTypeOf<string>()
+      },
+    })
+    expectTypeOf(svc.load()).toEqualTypeOf<Promise<void>>()
+    expectTypeOf(svc.unload()).toEqualTypeOf<Promise<void>>()
+    expectTypeOf(svc.status()).toEqualTypeOf<ServiceStatus>()
+    expectTypeOf(svc.status().queued).toEqualTypeOf<{ query: number; index: number }>()
+    void svc.embed(['a'], { priority: 'query', signal: new AbortController().signal, onProgress: () => {} })
+    // @ts-expect-error unknown priority
+    void svc.embed(['a'], { priority: 'urgent' })
+    expectTypeOf<ProgressEvent['status']>().toMatchTypeOf<string>()
   })
 
   it('exposes error codes', () => {

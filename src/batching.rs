@@ -14,7 +14,7 @@ pub struct BatchLimits {
 
 impl Default for BatchLimits {
     fn default() -> Self {
-        BatchLimits { max_batch_size: 32, max_batch_tokens: 16_384 }
+        BatchLimits { max_batch_size: 32, max_batch_tokens: 4096 }
     }
 }
 
