@@ -1,0 +1,28 @@
+//! Embeds the benchmark corpus (target/bench-corpus.json, from `node bench/corpus.mjs`) with the Rust API and
+//! prints the time: a harness for profilers (`perf record`, `valgrind --tool=callgrind`).
+//! Usage: cargo run --release --example embed_corpus -- [texts=100] [threads=2] [runs=1]
+
+use std::time::Instant;
+
+use embedding_service::{EmbedOptions, Service, ServiceOptions};
+
+fn main() {
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let (n, threads, runs) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(2), args.get(2).copied().unwrap_or(1));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("target/bench-corpus.json")).expect("run node bench/corpus.mjs"))
+            .unwrap();
+    let texts: Vec<String> = corpus.into_iter().take(n).collect();
+    let mut options = ServiceOptions::new(root.join("fixtures/models/all-MiniLM-L6-v2").to_string_lossy());
+    options.threads = threads;
+    let svc = Service::new(options).unwrap();
+    svc.embed_blocking(vec!["warm up".into()], EmbedOptions::default()).unwrap();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = svc.embed_blocking(texts.clone(), EmbedOptions::default()).unwrap();
+        let tokens: usize = out.token_counts.iter().sum();
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("{} texts, {tokens} tokens in {s:.3} s: {:.0} tokens/s", texts.len(), tokens as f64 / s);
+    }
+}
