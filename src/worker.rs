@@ -11,7 +11,7 @@ use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::lifecycle::{After, Embeddings, Shared, State, Work};
 use crate::model::source::{self, ModelSource};
-use crate::model::Embedder;
+use crate::model::{Embedder, Kernels};
 use crate::progress::{LogLevel, ProgressEvent, Status};
 
 /// Faults the tests inject to prove the service survives them. Empty by default; never set in production.
@@ -256,7 +256,7 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     stage(1, "opening device");
     let (device, name) = device::open(config.device)?;
     stage(2, "loading tokenizer and weights");
-    let embedder = Embedder::load(&dir, &device)?;
+    let embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.threads)?;
     stage(3, "model loaded");
     Ok((Loaded { embedder, device }, name))
 }

@@ -60,7 +60,7 @@ impl PositionScheme {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Activation {
+pub enum Activation {
     GeluErf,
     GeluTanh,
     Relu,
@@ -68,7 +68,7 @@ enum Activation {
 }
 
 impl Activation {
-    fn parse(name: &str) -> Result<Self> {
+    pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
             "gelu" => Activation::GeluErf,
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
@@ -77,6 +77,18 @@ impl Activation {
             other => return Err(Error::model_invalid(format!("config.json: unsupported hidden_act {other:?}"))),
         })
     }
+    /// One value; the erf GELU has a fused fast path in `kernels` and is not meant to come through here.
+    pub fn apply_scalar(self, x: f32) -> f32 {
+        match self {
+            Activation::GeluErf => 0.5 * x * (1.0 + super::kernels::erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::GeluTanh => {
+                0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044_715 * x * x * x)).tanh())
+            }
+            Activation::Relu => x.max(0.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+        }
+    }
+
     fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::GeluErf => x.gelu_erf(),
@@ -136,17 +148,22 @@ fn candle_err(e: candle_core::Error) -> Error {
     Error::model_invalid(format!("the weights do not fit the config: {e}"))
 }
 
+/// The weights' root: names may come with or without a "bert." / "roberta." / "model." prefix.
+pub fn weights_root(vb: VarBuilder) -> Result<VarBuilder> {
+    ["", "bert", "roberta", "model"]
+        .iter()
+        .map(|p| if p.is_empty() { vb.clone() } else { vb.pp(p) })
+        .find(|vb| vb.contains_tensor("embeddings.word_embeddings.weight"))
+        .ok_or_else(|| {
+            Error::model_invalid("model.safetensors has no embeddings.word_embeddings.weight: not a BERT-style model")
+        })
+}
+
 impl BertEncoder {
-    /// Loads the weights; accepts names with or without a "bert." / "roberta." prefix.
+    /// Loads the weights for candle's generic path (any device).
     pub fn load(vb: VarBuilder, config: &BertConfig, positions: PositionScheme) -> Result<Self> {
         config.validate()?;
-        let vb = ["", "bert", "roberta", "model"]
-            .iter()
-            .map(|p| if p.is_empty() { vb.clone() } else { vb.pp(p) })
-            .find(|vb| vb.contains_tensor("embeddings.word_embeddings.weight"))
-            .ok_or_else(|| {
-                Error::model_invalid("model.safetensors has no embeddings.word_embeddings.weight: not a BERT-style model")
-            })?;
+        let vb = weights_root(vb)?;
         let h = config.hidden_size;
         let eps = config.layer_norm_eps;
         let load = || -> candle_core::Result<BertEncoder> {

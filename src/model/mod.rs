@@ -2,6 +2,8 @@
 //! the way sentence-transformers reads it. This module knows nothing about threads, queues or JavaScript.
 
 pub mod bert;
+pub mod cpu_bert;
+pub mod kernels;
 pub mod pooling;
 pub mod source;
 pub mod st_config;
@@ -15,6 +17,21 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use crate::error::{Error, Result};
 use bert::{BertConfig, BertEncoder, PositionScheme};
+use cpu_bert::CpuBert;
+
+/// Which forward-pass implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The hand-written CPU path (`cpu_bert.rs`): packed sequences, fused passes. The default on CPU.
+    Fast,
+    /// candle's generic operations (`bert.rs`): every device; the reference the fast path is tested against.
+    Candle,
+}
+
+enum Encoder {
+    Candle(BertEncoder),
+    Cpu(CpuBert),
+}
 use st_config::{read_json_opt, SentenceConfig};
 
 /// One text after tokenisation, ready for a forward pass.
@@ -40,7 +57,8 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "
 
 pub struct Embedder {
     tokenizer: Tokenizer,
-    encoder: BertEncoder,
+    encoder: Encoder,
+    threads: usize,
     config: SentenceConfig,
     dimensions: usize,
 }
@@ -57,8 +75,13 @@ fn prepare_text(text: &str, lower: bool) -> String {
 }
 
 impl Embedder {
-    /// Loads a model folder onto `device`.
+    /// Loads a model folder onto `device`, with the fast CPU kernels on CPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_with(dir, device, Kernels::Fast, crate::service::default_threads())
+    }
+
+    /// Loads a model folder with the given kernels (`Fast` applies on CPU only) and compute threads.
+    pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, threads: usize) -> Result<Self> {
         let config_path = dir.join("config.json");
         let raw = read_json_opt(&config_path)?.ok_or_else(|| {
             Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
@@ -123,10 +146,14 @@ impl Embedder {
         // what any loader can defend against, and the same holds for every mmap-based loader.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
-        let encoder = BertEncoder::load(vb, &bert_config, positions)
-            .map_err(|e| Error::model_invalid(format!("{}: {}", weights.display(), e.message)))?;
-        let dimensions = encoder.hidden_size() * config.pooling.len();
-        Ok(Embedder { tokenizer, encoder, config, dimensions })
+        let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
+        let encoder = if device.is_cpu() && kernels == Kernels::Fast {
+            Encoder::Cpu(CpuBert::load(vb, &bert_config, positions).map_err(in_file)?)
+        } else {
+            Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
+        };
+        let dimensions = bert_config.hidden_size * config.pooling.len();
+        Ok(Embedder { tokenizer, encoder, threads: threads.max(1), config, dimensions })
     }
 
     pub fn dimensions(&self) -> usize {
@@ -179,11 +206,13 @@ impl Embedder {
     pub fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
         let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
-        let hidden = self.encoder.hidden_size();
-        let states = self
-            .encoder
-            .forward(&ids, &types)
-            .map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+        let (hidden, states) = match &self.encoder {
+            Encoder::Cpu(enc) => (enc.hidden_size(), enc.forward(&ids, &types, self.threads)?),
+            Encoder::Candle(enc) => (
+                enc.hidden_size(),
+                enc.forward(&ids, &types).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?,
+            ),
+        };
         Ok(states
             .iter()
             .zip(batch)

@@ -1,0 +1,240 @@
+//! The BERT-style encoder's CPU forward pass, written for throughput rather than generality:
+//! - sequences are packed end to end (no padding, no mask): the linear layers run once over every real token
+//!   of the batch, and attention runs per sequence and head on its own rows, so a text's vector cannot depend
+//!   on its batch;
+//! - Q, K and V come from one fused matrix multiply; attention reads them in place through strides and writes
+//!   its output in place, with no transposed copies;
+//! - bias, GELU, residual and layer norm are fused into the passes over the matmul outputs, and the residual is
+//!   accumulated by the matmul itself;
+//! - buffers are allocated once per batch and reused across layers.
+//!
+//! Weights are the same safetensors tensors the candle path loads; `bert.rs` stays the reference (and the GPU
+//! path), and a test checks the two agree.
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+use super::bert::{Activation, BertConfig, PositionScheme};
+use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows};
+use crate::error::{Error, Result};
+
+struct Layer {
+    /// [3H × H]: query, key and value weights stacked.
+    qkv_w: Vec<f32>,
+    qkv_b: Vec<f32>,
+    attn_out_w: Vec<f32>,
+    attn_out_b: Vec<f32>,
+    attn_ln_g: Vec<f32>,
+    attn_ln_b: Vec<f32>,
+    inter_w: Vec<f32>,
+    inter_b: Vec<f32>,
+    out_w: Vec<f32>,
+    out_b: Vec<f32>,
+    out_ln_g: Vec<f32>,
+    out_ln_b: Vec<f32>,
+}
+
+pub struct CpuBert {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Vec<f32>,
+    emb_ln_g: Vec<f32>,
+    emb_ln_b: Vec<f32>,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    intermediate: usize,
+    vocab: usize,
+    max_positions: usize,
+    type_vocab: usize,
+    eps: f32,
+    act: Activation,
+    positions: PositionScheme,
+}
+
+/// Reads a named tensor of the expected shape as a flat f32 vector.
+fn take(vb: &candle_nn::VarBuilder, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let t: Tensor = vb
+        .get(shape, name)
+        .map_err(|e| Error::model_invalid(format!("the weights do not fit the config: {e}")))?;
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| Error::model_invalid(format!("cannot read weight {name}: {e}")))
+}
+
+impl CpuBert {
+    pub fn load(vb: candle_nn::VarBuilder, config: &BertConfig, positions: PositionScheme) -> Result<Self> {
+        config.validate()?;
+        let vb = super::bert::weights_root(vb)?;
+        if !matches!(vb.device(), Device::Cpu) {
+            return Err(Error::internal("the CPU encoder was given weights on another device"));
+        }
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for n in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{n}"));
+            let mut qkv_w = take(&l, "attention.self.query.weight", &[h, h])?;
+            qkv_w.extend(take(&l, "attention.self.key.weight", &[h, h])?);
+            qkv_w.extend(take(&l, "attention.self.value.weight", &[h, h])?);
+            let mut qkv_b = take(&l, "attention.self.query.bias", &[h])?;
+            qkv_b.extend(take(&l, "attention.self.key.bias", &[h])?);
+            qkv_b.extend(take(&l, "attention.self.value.bias", &[h])?);
+            layers.push(Layer {
+                qkv_w,
+                qkv_b,
+                attn_out_w: take(&l, "attention.output.dense.weight", &[h, h])?,
+                attn_out_b: take(&l, "attention.output.dense.bias", &[h])?,
+                attn_ln_g: take(&l, "attention.output.LayerNorm.weight", &[h])?,
+                attn_ln_b: take(&l, "attention.output.LayerNorm.bias", &[h])?,
+                inter_w: take(&l, "intermediate.dense.weight", &[i, h])?,
+                inter_b: take(&l, "intermediate.dense.bias", &[i])?,
+                out_w: take(&l, "output.dense.weight", &[h, i])?,
+                out_b: take(&l, "output.dense.bias", &[h])?,
+                out_ln_g: take(&l, "output.LayerNorm.weight", &[h])?,
+                out_ln_b: take(&l, "output.LayerNorm.bias", &[h])?,
+            });
+        }
+        let e = vb.pp("embeddings");
+        Ok(CpuBert {
+            word: take(&e, "word_embeddings.weight", &[config.vocab_size, h])?,
+            position: take(&e, "position_embeddings.weight", &[config.max_position_embeddings, h])?,
+            token_type: take(&e, "token_type_embeddings.weight", &[config.type_vocab_size, h])?,
+            emb_ln_g: take(&e, "LayerNorm.weight", &[h])?,
+            emb_ln_b: take(&e, "LayerNorm.bias", &[h])?,
+            layers,
+            hidden: h,
+            heads: config.num_attention_heads,
+            intermediate: i,
+            vocab: config.vocab_size,
+            max_positions: config.max_position_embeddings,
+            type_vocab: config.type_vocab_size,
+            eps: config.layer_norm_eps as f32,
+            act: Activation::parse(&config.hidden_act)?,
+            positions,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Token embeddings for each sequence (`len * hidden` values each). `threads` bounds the matmuls'
+    /// parallelism; run inside the service's rayon pool.
+    pub fn forward(&self, ids: &[&[u32]], type_ids: &[&[u32]], threads: usize) -> Result<Vec<Vec<f32>>> {
+        let h = self.hidden;
+        let offsets: Vec<usize> = ids
+            .iter()
+            .scan(0, |acc, s| {
+                let start = *acc;
+                *acc += s.len();
+                Some(start)
+            })
+            .collect();
+        let total: usize = ids.iter().map(|s| s.len()).sum();
+        if total == 0 {
+            return Ok(vec![Vec::new(); ids.len()]);
+        }
+        let mut x = vec![0f32; total * h];
+        self.embed(&mut x, ids, type_ids)?;
+
+        let mut qkv = vec![0f32; total * 3 * h];
+        let mut ctx = vec![0f32; total * h];
+        let mut inter = vec![0f32; total * self.intermediate];
+        let seqs: Vec<(usize, usize)> = offsets.iter().zip(ids).map(|(&o, s)| (o, s.len())).collect();
+        for layer in &self.layers {
+            // Q, K, V for every token in one multiply.
+            matmul_bt(&mut qkv, 3 * h, &x, h, &layer.qkv_w, h, total, 3 * h, h, false, threads);
+            add_bias(&mut qkv, &layer.qkv_b);
+            self.attention(&qkv, &mut ctx, &seqs);
+            // x = LayerNorm(x + ctx·Wo + bo): the multiply accumulates onto the residual already in x.
+            matmul_bt(&mut x, h, &ctx, h, &layer.attn_out_w, h, total, h, h, true, threads);
+            par_rows(&mut x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
+            matmul_bt(&mut inter, self.intermediate, &x, h, &layer.inter_w, h, total, self.intermediate, h, false, threads);
+            match self.act {
+                Activation::GeluErf => par_rows(&mut inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
+                other => par_rows(&mut inter, self.intermediate, |rows| {
+                    add_bias(rows, &layer.inter_b);
+                    rows.iter_mut().for_each(|v| *v = other.apply_scalar(*v));
+                }),
+            }
+            matmul_bt(&mut x, h, &inter, self.intermediate, &layer.out_w, self.intermediate, total, h, self.intermediate, true, threads);
+            par_rows(&mut x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
+        }
+        Ok(seqs.iter().map(|&(o, len)| x[o * h..(o + len) * h].to_vec()).collect())
+    }
+
+    fn embed(&self, x: &mut [f32], ids: &[&[u32]], type_ids: &[&[u32]]) -> Result<()> {
+        let h = self.hidden;
+        let first = match self.positions {
+            PositionScheme::Absolute => 0,
+            PositionScheme::AfterPadding(pad) => pad as usize + 1,
+        };
+        let mut row = 0;
+        for (seq, types) in ids.iter().zip(type_ids) {
+            for (p, (&id, &t)) in seq.iter().zip(types.iter()).enumerate() {
+                let (id, t, pos) = (id as usize, t as usize, first + p);
+                if id >= self.vocab || t >= self.type_vocab || pos >= self.max_positions {
+                    return Err(Error::internal(format!(
+                        "token {id} (type {t}) at position {pos} is outside the model's tables"
+                    )));
+                }
+                let out = &mut x[row * h..(row + 1) * h];
+                let (w, ps, ty) = (&self.word[id * h..][..h], &self.position[pos * h..][..h], &self.token_type[t * h..][..h]);
+                for j in 0..h {
+                    out[j] = w[j] + ty[j] + ps[j];
+                }
+                row += 1;
+            }
+        }
+        let zeros = vec![0f32; h];
+        par_rows(x, h, |rows| bias_layer_norm(rows, &zeros, &self.emb_ln_g, &self.emb_ln_b, self.eps));
+        Ok(())
+    }
+
+    /// Self-attention per sequence and head, in parallel; each task reads Q, K, V in place from `qkv` and
+    /// writes its head's columns of `ctx`.
+    fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[(usize, usize)]) {
+        let h = self.hidden;
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let tasks: Vec<(usize, usize, usize)> =
+            seqs.iter().flat_map(|&(o, len)| (0..self.heads).map(move |head| (o, len, head))).collect();
+        let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+        let ctx_len = ctx.len();
+        tasks.par_iter().for_each(|&(o, len, head)| {
+            let mut scores = vec![0f32; len * len];
+            let q = &qkv[o * 3 * h + head * d..];
+            let k = &qkv[o * 3 * h + h + head * d..];
+            let v = &qkv[o * 3 * h + 2 * h + head * d..];
+            // scores = Q·Kᵀ (K read transposed in place), then the scaled softmax.
+            matmul_bt(&mut scores, len, q, 3 * h, k, 3 * h, len, len, d, false, 1);
+            softmax_rows(&mut scores, len, scale);
+            // SAFETY: each task writes only rows o..o+len, columns head*d..(head+1)*d of ctx; tasks never
+            // share a (sequence, head) pair, so their writes are disjoint, and ctx outlives the parallel loop.
+            let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
+            matmul(out, h, &scores, len, v, 3 * h, len, d, len);
+        });
+    }
+}
+
+/// A raw pointer that may cross into rayon tasks; see the SAFETY note where it is used.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Runs `f` over whole rows of `x` in parallel chunks (serially when small).
+fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(&mut [f32]) + Send + Sync) {
+    let rows = x.len() / cols;
+    let per_task = (rows / (rayon::current_num_threads() * 4)).max(16);
+    if rows <= per_task {
+        return f(x);
+    }
+    x.par_chunks_mut(per_task * cols).for_each(f);
+}

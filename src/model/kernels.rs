@@ -1,0 +1,346 @@
+//! Element-wise CPU kernels for the encoder: written as branch-free loops over slices so the compiler
+//! vectorises them, with accuracy checked against the standard library in the tests below.
+
+use gemm::Parallelism;
+
+/// `dst[m×n] (+)= a[m×k] · b`, where `b` is given as a row-major `[n×k]` matrix (a PyTorch Linear weight), read
+/// transposed in place. Strides are in elements; `accumulate` adds to what `dst` holds (a residual).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_bt(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: &[f32],
+    a_row_stride: usize,
+    b: &[f32],
+    b_row_stride: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
+    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    assert!(b.len() >= (n - 1) * b_row_stride + k, "b too small");
+    let parallelism = if threads > 1 && m * n * k >= 1 << 18 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    // SAFETY: the asserts above bound every element the strides reach; the slices do not overlap (one is
+    // borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            a_row_stride as isize,
+            b.as_ptr(),
+            b_row_stride as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]`, all row-major with the given row strides.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: &[f32],
+    a_row_stride: usize,
+    b: &[f32],
+    b_row_stride: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
+    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    assert!(k == 0 || b.len() >= (k - 1) * b_row_stride + n, "b too small");
+    // SAFETY: bounds asserted above; no overlap.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            false,
+            a.as_ptr(),
+            1,
+            a_row_stride as isize,
+            b.as_ptr(),
+            1,
+            b_row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// `e^x` for f32 to about 2 ulp: range reduction by ln 2 and a degree-6 polynomial, branch-free.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    // Round to nearest by adding and subtracting 1.5 * 2^23: vectorises, unlike `round()` (a libm call).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // ln 2 split in two so that n * ln2 is exact enough.
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_345 + r * 0.001_388_930_7)))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    p * scale
+}
+
+/// erf for f32 to within a few ulp: the rational approximation on [-4, 4] used by Eigen and XLA (erf is ±1 to
+/// f32 precision beyond), branch-free so it vectorises.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_600_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5_f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329_5e-3;
+    q = q * x2 - 1.426_474e-2;
+    x * p / q
+}
+
+/// Adds `bias` to every row of `x` and applies the exact (erf) GELU in place.
+#[inline(always)]
+fn bias_gelu_impl(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            let y = *v + b;
+            *v = 0.5 * y * (1.0 + erf(y * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+/// Adds `bias` to every row of `x`.
+#[inline(always)]
+fn add_bias_impl(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// Softmax of each row of `x` (`cols` wide) in place, with every score first multiplied by `scale`.
+#[inline(always)]
+fn softmax_rows_impl(x: &mut [f32], cols: usize, scale: f32) {
+    for row in x.chunks_exact_mut(cols) {
+        let max = max_lanes(row) * scale;
+        for v in row.iter_mut() {
+            *v = exp(*v * scale - max);
+        }
+        let inv = 1.0 / sum_lanes(row, |v| v);
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Sums `map(v)` over `x` with eight independent accumulators: floating-point additions are not reassociated
+/// by the compiler, so a single running sum would keep the loop scalar.
+#[inline(always)]
+fn sum_lanes(x: &[f32], map: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder().iter().map(|&v| map(v)).sum::<f32>();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += map(c[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + rest
+}
+
+/// The largest value of `x` (NEG_INFINITY for an empty slice), with eight accumulators.
+#[inline(always)]
+fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter().fold(rest, |m, &v| if v > m { v } else { m })
+}
+
+/// Adds `bias` to each row, then layer-normalises it (biased variance, as PyTorch does) in place.
+#[inline(always)]
+fn bias_layer_norm_impl(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = gamma.len() as f32;
+    for row in x.chunks_exact_mut(gamma.len()) {
+        for (v, b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+        let mean = sum_lanes(row, |v| v) / n;
+        let var = sum_lanes(row, |v| (v - mean) * (v - mean));
+        let inv = 1.0 / (var / n + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
+}
+
+/// Generates a public kernel that runs its body compiled for AVX2 and FMA when the CPU has them (checked at
+/// run time, cached by std), else compiled for the baseline target.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident, $imp:ident, $avx:ident, ($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features the function is compiled for.
+                    return unsafe { $avx($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx($($arg: $ty),*) {
+            $imp($($arg),*)
+        }
+    };
+}
+
+dispatch!(
+    /// Adds `bias` to every row of `x` and applies the exact (erf) GELU in place.
+    bias_gelu, bias_gelu_impl, bias_gelu_avx2, (x: &mut [f32], bias: &[f32])
+);
+dispatch!(
+    /// Adds `bias` to every row of `x`.
+    add_bias, add_bias_impl, add_bias_avx2, (x: &mut [f32], bias: &[f32])
+);
+dispatch!(
+    /// Softmax of each row of `x` (`cols` wide) in place, with every score first multiplied by `scale`.
+    softmax_rows, softmax_rows_impl, softmax_rows_avx2, (x: &mut [f32], cols: usize, scale: f32)
+);
+dispatch!(
+    /// Adds `bias` to each row, then layer-normalises it (biased variance, as PyTorch does) in place.
+    bias_layer_norm, bias_layer_norm_impl, bias_layer_norm_avx2,
+    (x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32)
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_the_standard_library() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let rel = ((exp(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp(-200.0), exp(-87.3));
+        assert!(exp(0.0) == 1.0);
+    }
+
+    #[test]
+    fn erf_matches_the_standard_library() {
+        let mut worst = 0.0f64;
+        let mut x = -6.0f32;
+        while x < 6.0 {
+            worst = worst.max((erf(x) as f64 - libm_erf(x as f64)).abs());
+            x += 0.0011;
+        }
+        assert!(worst < 5e-7, "worst absolute error {worst}");
+    }
+
+    // erf in f64 from its Taylor series (|x| < 3) and continued fraction (beyond): an independent reference.
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() < 3.0 {
+            let mut sum = 0.0;
+            let mut term = x;
+            let mut n = 0.0;
+            while term.abs() > 1e-17 {
+                sum += term / (2.0 * n + 1.0);
+                n += 1.0;
+                term *= -x * x / n;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let t = x.abs();
+            let mut cf = 0.0;
+            for k in (1..60).rev() {
+                cf = (k as f64 / 2.0) / (t + cf);
+            }
+            let erfc = (-t * t).exp() / std::f64::consts::PI.sqrt() / (t + cf);
+            x.signum() * (1.0 - erfc)
+        }
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_the_definition() {
+        let mut x = vec![1.0, 2.0, 3.0, -1e9, 0.5, 0.5];
+        softmax_rows(&mut x, 3, 1.0);
+        let e: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).collect();
+        let s: f64 = e.iter().sum();
+        for i in 0..3 {
+            assert!((x[i] as f64 - e[i] / s).abs() < 1e-6);
+        }
+        assert!(x[3] < 1e-30 && (x[4] - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bias_layer_norm_matches_the_definition() {
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        bias_layer_norm(&mut x, &[0.0, 0.0, 0.0, 1.0], &[1.0; 4], &[0.5; 4], 1e-12);
+        // row + bias = [1, 2, 3, 5]: mean 2.75, variance 2.1875
+        let want: Vec<f32> = [1.0f32, 2.0, 3.0, 5.0].iter().map(|v| (v - 2.75) / 2.1875f32.sqrt() + 0.5).collect();
+        for (a, b) in x.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn matmul_bt_reads_the_weight_transposed_and_accumulates() {
+        // a = [[1, 2]], w = [[1, 0], [0, 1], [1, 1]] (3 outputs of 2 inputs) -> [1, 2, 3], plus residual 10
+        let mut dst = vec![10.0; 3];
+        matmul_bt(&mut dst, 3, &[1.0, 2.0], 2, &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 2, 1, 3, 2, true, 1);
+        assert_eq!(dst, vec![11.0, 12.0, 13.0]);
+    }
+}
