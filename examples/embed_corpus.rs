@@ -13,7 +13,11 @@ fn main() {
     let corpus: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(root.join("target/bench-corpus.json")).expect("run node bench/corpus.mjs"))
             .unwrap();
-    let texts: Vec<String> = corpus.into_iter().take(n).collect();
+    // QUERY="text" times that one text instead (latency of a short query).
+    let texts: Vec<String> = match std::env::var("QUERY") {
+        Ok(q) => vec![q; n.max(1)].into_iter().take(1).collect(),
+        Err(_) => corpus.into_iter().take(n).collect(),
+    };
     let mut options = ServiceOptions::new(root.join("fixtures/models/all-MiniLM-L6-v2").to_string_lossy());
     options.threads = threads;
     let svc = Service::new(options).unwrap();
@@ -23,6 +27,6 @@ fn main() {
         let out = svc.embed_blocking(texts.clone(), EmbedOptions::default()).unwrap();
         let tokens: usize = out.token_counts.iter().sum();
         let s = t.elapsed().as_secs_f64();
-        eprintln!("{} texts, {tokens} tokens in {s:.3} s: {:.0} tokens/s", texts.len(), tokens as f64 / s);
+        eprintln!("{} texts, {tokens} tokens in {:.3} ms: {:.0} tokens/s", texts.len(), s * 1000.0, tokens as f64 / s);
     }
 }

@@ -79,7 +79,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
             core.keep_alive_deadline = None;
             drop(core);
             let loaded = model.take().expect("checked above");
-            unload(&shared, loaded);
+            unload(&shared, loaded, pool.as_ref());
             core = shared.lock();
             if core.generation != generation {
                 return;
@@ -230,7 +230,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
     // Closed: free the model, then tell close() waiters.
     drop(core);
     if let Some(loaded) = model.take() {
-        unload(&shared, loaded);
+        unload(&shared, loaded, pool.as_ref());
     }
     let waiters = {
         let mut core = shared.lock();
@@ -257,14 +257,23 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     let (device, name) = device::open(config.device)?;
     stage(2, "loading tokenizer and weights");
     let embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.threads)?;
+    // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     stage(3, "model loaded");
     Ok((Loaded { embedder, device }, name))
 }
 
-fn unload(shared: &Shared, loaded: Loaded) {
+fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {
     shared.emit(ProgressEvent::new(Status::UnloadingModel, 0, 0, "unloading model"));
     let device = loaded.device.clone();
     drop(loaded);
+    // The allocator keeps freed pages for reuse and returns them lazily, on later allocations of the thread
+    // that owns them; after an unload those threads go idle. Return them now, on every thread that computed.
+    let collect = || unsafe { libmimalloc_sys::mi_collect(true) };
+    if let Some(pool) = pool {
+        pool.broadcast(|_| collect());
+    }
+    collect();
     if !device.is_cpu() {
         // Wait for the device to finish with the freed buffers before reporting them gone.
         shared.emit(ProgressEvent::new(Status::CleaningMemory, 0, 0, "synchronising the device"));
