@@ -6,7 +6,8 @@
 //!   its output in place, with no transposed copies;
 //! - bias, GELU, residual and layer norm are fused into the passes over the matmul outputs, and the residual is
 //!   accumulated by the matmul itself;
-//! - buffers are allocated once per batch and reused across layers.
+//! - working buffers live as long as the model and only ever grow, so a batch allocates nothing large (fresh
+//!   multi-megabyte buffers cost page faults on every batch).
 //!
 //! Weights are the same safetensors tensors the candle path loads; `bert.rs` stays the reference (and the GPU
 //! path), and a test checks the two agree.
@@ -34,7 +35,25 @@ struct Layer {
     out_ln_b: Vec<f32>,
 }
 
+/// Working buffers, reused from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    inter: Vec<f32>,
+}
+
+/// The first `len` values of `buf`, growing it if needed. Contents are stale: every user overwrites them.
+fn take_buf(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
+}
+
 pub struct CpuBert {
+    scratch: parking_lot::Mutex<Scratch>,
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
@@ -97,6 +116,7 @@ impl CpuBert {
         }
         let e = vb.pp("embeddings");
         Ok(CpuBert {
+            scratch: parking_lot::Mutex::new(Scratch::default()),
             word: take(&e, "word_embeddings.weight", &[config.vocab_size, h])?,
             position: take(&e, "position_embeddings.weight", &[config.max_position_embeddings, h])?,
             token_type: take(&e, "token_type_embeddings.weight", &[config.type_vocab_size, h])?,
@@ -135,31 +155,31 @@ impl CpuBert {
         if total == 0 {
             return Ok(vec![Vec::new(); ids.len()]);
         }
-        let mut x = vec![0f32; total * h];
-        self.embed(&mut x, ids, type_ids)?;
+        let mut scratch = self.scratch.lock();
+        let Scratch { x, qkv, ctx, inter } = &mut *scratch;
+        let (x, qkv) = (take_buf(x, total * h), take_buf(qkv, total * 3 * h));
+        let (ctx, inter) = (take_buf(ctx, total * h), take_buf(inter, total * self.intermediate));
+        self.embed(x, ids, type_ids)?;
 
-        let mut qkv = vec![0f32; total * 3 * h];
-        let mut ctx = vec![0f32; total * h];
-        let mut inter = vec![0f32; total * self.intermediate];
         let seqs: Vec<(usize, usize)> = offsets.iter().zip(ids).map(|(&o, s)| (o, s.len())).collect();
         for layer in &self.layers {
             // Q, K, V for every token in one multiply.
-            matmul_bt(&mut qkv, 3 * h, &x, h, &layer.qkv_w, h, total, 3 * h, h, false, threads);
-            add_bias(&mut qkv, &layer.qkv_b);
-            self.attention(&qkv, &mut ctx, &seqs);
+            matmul_bt(qkv, 3 * h, x, h, &layer.qkv_w, h, total, 3 * h, h, false, threads);
+            add_bias(qkv, &layer.qkv_b);
+            self.attention(qkv, ctx, &seqs);
             // x = LayerNorm(x + ctx·Wo + bo): the multiply accumulates onto the residual already in x.
-            matmul_bt(&mut x, h, &ctx, h, &layer.attn_out_w, h, total, h, h, true, threads);
-            par_rows(&mut x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
-            matmul_bt(&mut inter, self.intermediate, &x, h, &layer.inter_w, h, total, self.intermediate, h, false, threads);
+            matmul_bt(x, h, ctx, h, &layer.attn_out_w, h, total, h, h, true, threads);
+            par_rows(x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
+            matmul_bt(inter, self.intermediate, x, h, &layer.inter_w, h, total, self.intermediate, h, false, threads);
             match self.act {
-                Activation::GeluErf => par_rows(&mut inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
-                other => par_rows(&mut inter, self.intermediate, |rows| {
+                Activation::GeluErf => par_rows(inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
+                other => par_rows(inter, self.intermediate, |rows| {
                     add_bias(rows, &layer.inter_b);
                     rows.iter_mut().for_each(|v| *v = other.apply_scalar(*v));
                 }),
             }
-            matmul_bt(&mut x, h, &inter, self.intermediate, &layer.out_w, self.intermediate, total, h, self.intermediate, true, threads);
-            par_rows(&mut x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
+            matmul_bt(x, h, inter, self.intermediate, &layer.out_w, self.intermediate, total, h, self.intermediate, true, threads);
+            par_rows(x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
         }
         Ok(seqs.iter().map(|&(o, len)| x[o * h..(o + len) * h].to_vec()).collect())
     }
