@@ -1,6 +1,6 @@
 //! Embeds the benchmark corpus (target/bench-corpus.json, from `node bench/corpus.mjs`) with the Rust API and
 //! prints the time: a harness for profilers (`perf record`, `valgrind --tool=callgrind`).
-//! Usage: cargo run --release --example embed_corpus -- [texts=100] [threads=2] [runs=1]
+//! Usage: cargo bench --bench throughput -- [texts=500] [threads=2] [runs=3]
 
 use std::time::Instant;
 
@@ -8,7 +8,7 @@ use embedding_service::{EmbedOptions, Service, ServiceOptions};
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (n, threads, runs) = (args.first().copied().unwrap_or(100), args.get(1).copied().unwrap_or(2), args.get(2).copied().unwrap_or(1));
+    let (n, threads, runs) = (args.first().copied().unwrap_or(500), args.get(1).copied().unwrap_or(2), args.get(2).copied().unwrap_or(3));
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let corpus: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(root.join("target/bench-corpus.json")).expect("run node bench/corpus.mjs"))
