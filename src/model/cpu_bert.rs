@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::bert::{Activation, BertConfig, PositionScheme};
-use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows};
+use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows, SendPtr};
 use crate::error::{Error, Result};
 
 struct Layer {
@@ -235,17 +235,6 @@ impl CpuBert {
             let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
             matmul(out, h, &scores, len, v, 3 * h, len, d, len);
         });
-    }
-}
-
-/// A raw pointer that may cross into rayon tasks; see the SAFETY note where it is used.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

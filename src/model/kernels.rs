@@ -31,29 +31,7 @@ pub fn matmul_bt(
     let parallelism = if threads > 1 && m * n * k >= 1 << 18 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: the asserts above bound every element the strides reach; the slices do not overlap (one is
     // borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_row_stride as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            a_row_stride as isize,
-            b.as_ptr(),
-            b_row_stride as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    unsafe { gemm_raw(dst, dst_row_stride, a, a_row_stride, b, (b_row_stride, 1), (m, n, k), accumulate, parallelism) }
 }
 
 /// Up to this many rows, a product with a weight matrix is bound by reading the weights: `gemm` would spend
@@ -96,13 +74,15 @@ fn matmul_bt_small(
     }
 }
 
+/// A raw pointer that may cross into rayon tasks, to hand disjoint parts of one buffer to parallel tasks;
+/// each use says why its parts are disjoint.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint parts of one buffer to parallel tasks (see matmul_bt_small).
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: see above: users only write disjoint elements, and the buffer outlives the parallel loop.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -158,29 +138,46 @@ pub fn matmul(
     assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
     assert!(k == 0 || b.len() >= (k - 1) * b_row_stride + n, "b too small");
     // SAFETY: bounds asserted above; no overlap.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_row_stride as isize,
-            false,
-            a.as_ptr(),
-            1,
-            a_row_stride as isize,
-            b.as_ptr(),
-            1,
-            b_row_stride as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
-    }
+    unsafe { gemm_raw(dst, dst_row_stride, a, a_row_stride, b, (1, b_row_stride), (m, n, k), false, Parallelism::None) }
+}
+
+/// `gemm` on row-major `dst` and `a`, and `b` with the given (column, row) strides.
+///
+/// # Safety
+/// Every element the strides reach for the given shape must lie inside the slices.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: &[f32],
+    a_row_stride: usize,
+    b: &[f32],
+    (b_col_stride, b_row_stride): (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    parallelism: Parallelism,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.as_mut_ptr(),
+        1,
+        dst_row_stride as isize,
+        accumulate,
+        a.as_ptr(),
+        1,
+        a_row_stride as isize,
+        b.as_ptr(),
+        b_col_stride as isize,
+        b_row_stride as isize,
+        1.0,
+        1.0,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 /// `e^x` for f32 to about 2 ulp: range reduction by ln 2 and a degree-6 polynomial, branch-free.
