@@ -53,6 +53,13 @@ export interface EmbeddingServiceOptions {
    * compiled in but absent rejects the first `embed` with it.
    */
   device?: 'auto' | 'cpu' | 'cuda' | 'metal'
+  /**
+   * The weights' number format. 'f32' (default) matches sentence-transformers to float precision.
+   * 'bf16' rounds the weights to bfloat16 (sums stay f32): on CPU about 1.7x the throughput, cosine >= 0.999
+   * to 'f32'; it needs a CPU with AVX512_BF16 (recent AMD Zen 4+, Intel Sapphire Rapids+), and on a CPU-only
+   * build without it the constructor throws `ERR_DEVICE_UNAVAILABLE`. On a GPU candle computes in bf16.
+   */
+  dtype?: 'f32' | 'bf16'
   /** CPU threads for inference (a whole number >= 1). Default: the number of physical cores. */
   threads?: number
   /** Most texts in one forward pass. Default 32. */

@@ -83,6 +83,8 @@ describe('constructor validation', () => {
     [{ model: tiny, device: 'tpu' }, 'ERR_INVALID_INPUT', /tpu/],
     [{ model: tiny, device: 'cuda' }, 'ERR_DEVICE_UNAVAILABLE', /cuda/],
     [{ model: tiny, device: 'metal' }, 'ERR_DEVICE_UNAVAILABLE', /metal/],
+    [{ model: tiny, dtype: 'fp8' }, 'ERR_INVALID_INPUT', /dtype/],
+    [{ model: tiny, dtype: 16 }, 'ERR_INVALID_INPUT', /dtype/],
   ]
   for (const [options, code, message] of cases) {
     it(`${JSON.stringify(options)} throws ${code}`, () => {

@@ -93,3 +93,27 @@ describe('tiny fixtures', () => {
     await svc.close()
   })
 })
+
+describe("dtype: 'bf16'", () => {
+  // Whether this CPU can run it decides which behaviour is asserted; both are real checks.
+  let svc
+  let refusal
+  try {
+    svc = new EmbeddingService({ model: minilmDir(), threads: 2, device: 'cpu', dtype: 'bf16' })
+  } catch (e) {
+    refusal = e
+  }
+  afterAll(() => svc?.close())
+
+  it('stays within cosine 0.999 of sentence-transformers, or is refused up front where the CPU lacks AVX512_BF16', async () => {
+    if (refusal) {
+      expect(refusal.code).toBe('ERR_DEVICE_UNAVAILABLE')
+      expect(refusal.message).toMatch(/AVX512_BF16/)
+      return
+    }
+    const got = await svc.embed(texts())
+    const worst = minCosine(got, minilm.embeddings)
+    expect(worst).toBeGreaterThanOrEqual(0.999)
+    expect(worst).toBeLessThan(0.9999999) // rounding the weights moves MiniLM's vectors measurably
+  })
+})

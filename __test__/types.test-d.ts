@@ -22,6 +22,9 @@ describe('index.d.ts', () => {
     new EmbeddingService({})
     // @ts-expect-error unknown device
     new EmbeddingService({ model: 'm', device: 'tpu' })
+    new EmbeddingService({ model: 'm', dtype: 'bf16' })
+    // @ts-expect-error unknown dtype
+    new EmbeddingService({ model: 'm', dtype: 'fp8' })
     const svc = new EmbeddingService({ model: 'm' })
     // @ts-expect-error texts must be strings
     void svc.embed([1])

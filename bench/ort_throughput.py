@@ -2,7 +2,7 @@
 
 Exports all-MiniLM-L6-v2 to ONNX once (target/minilm.onnx, with torch.onnx), then runs it with
 onnxruntime, length-sorted batches of 32, truncation at 256, mean pooling and normalisation in numpy.
-Usage: python bench/ort_throughput.py [runs=3] [threads=2]
+Usage: python bench/ort_throughput.py [runs=3] [threads=2] [--out file]
 Needs torch, transformers, onnx and onnxruntime installed; not part of the test suite.
 """
 import json
@@ -11,13 +11,14 @@ import statistics
 import sys
 import time
 
+import bench_args
+
 import numpy as np
 import onnxruntime as ort
 from transformers import AutoModel, AutoTokenizer
 
 root = pathlib.Path(__file__).resolve().parent.parent
-runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+runs, threads, out_path, dtype = bench_args.parse()
 model_dir = root / "fixtures/models/all-MiniLM-L6-v2"
 onnx_path = root / "target/minilm.onnx"
 tok = AutoTokenizer.from_pretrained(str(model_dir))
@@ -72,8 +73,10 @@ embed(corpus[:32])
 seconds = []
 for _ in range(runs):
     t0 = time.perf_counter()
-    embed(corpus)
+    vectors = embed(corpus)
     seconds.append(time.perf_counter() - t0)
+if out_path:
+    np.asarray(vectors, dtype=np.float32).tofile(out_path)
 med = statistics.median(seconds)
 print(json.dumps({
     "engine": f"onnxruntime {ort.__version__} (fp32, {threads} threads)",

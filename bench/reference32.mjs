@@ -1,5 +1,5 @@
 // Times embed() of the 32 reference texts and of one short query on a warm service: medians of repeated runs.
-// Usage: node bench/reference32.mjs [runs=20] [threads]
+// Usage: node bench/reference32.mjs [runs=20] [threads] [--dtype bf16]
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -7,12 +7,14 @@ import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { EmbeddingService } = createRequire(import.meta.url)(root)
+const dtypeAt = process.argv.indexOf('--dtype')
+const dtype = dtypeAt < 0 ? 'f32' : process.argv.splice(dtypeAt, 2)[1]
 const runs = Number(process.argv[2] ?? 20)
 const threads = process.argv[3] ? Number(process.argv[3]) : undefined
 const texts = JSON.parse(fs.readFileSync(path.join(root, 'fixtures/reference/minilm/texts.json'), 'utf8'))
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
-const svc = new EmbeddingService({ model: path.join(root, 'fixtures/models/all-MiniLM-L6-v2'), threads })
+const svc = new EmbeddingService({ model: path.join(root, 'fixtures/models/all-MiniLM-L6-v2'), threads, dtype })
 let t = performance.now()
 await svc.embed(['warm up'])
 const firstMs = performance.now() - t
@@ -29,6 +31,7 @@ const batch = await time(texts)
 const query = await time(['How do I reset my password?'])
 console.log(JSON.stringify({
   runs,
+  dtype,
   threads: threads ?? 'default',
   firstCallWithLoadMs: +firstMs.toFixed(1),
   reference32: { medianMs: +median(batch).toFixed(2), minMs: +Math.min(...batch).toFixed(2), maxMs: +Math.max(...batch).toFixed(2) },

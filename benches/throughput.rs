@@ -1,6 +1,6 @@
 //! Embeds the benchmark corpus (target/bench-corpus.json, from `node bench/corpus.mjs`) with the Rust API and
 //! prints the time: a harness for profilers (`perf record`, `valgrind --tool=callgrind`).
-//! Usage: cargo bench --bench throughput -- [texts=500] [threads=2] [runs=3]
+//! Usage: cargo bench --bench throughput -- [texts=500] [threads=2] [runs=3]; DTYPE=bf16 for the bf16 mode.
 
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ fn main() {
     };
     let mut options = ServiceOptions::new(root.join("fixtures/models/all-MiniLM-L6-v2").to_string_lossy());
     options.threads = threads;
+    options.dtype = embedding_service::model::Dtype::parse(&std::env::var("DTYPE").unwrap_or_else(|_| "f32".into())).unwrap();
     let svc = Service::new(options).unwrap();
     svc.embed_blocking(vec!["warm up".into()], EmbedOptions::default()).unwrap();
     for _ in 0..runs {

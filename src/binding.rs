@@ -11,6 +11,7 @@ use napi::{Env, JsDeferred, JsError, JsValue, Status, ValueType};
 use napi_derive::napi;
 
 use crate::error::{Error, Result};
+use crate::model::Dtype;
 use crate::progress::{Mailbox, Outgoing, Sink};
 use crate::scheduler::Priority;
 use crate::service::{EmbedOptions, Service, ServiceOptions};
@@ -131,6 +132,9 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     }
     if let Some(device) = props.string("device")? {
         o.device = device.parse()?;
+    }
+    if let Some(dtype) = props.string("dtype")? {
+        o.dtype = Dtype::parse(&dtype)?;
     }
     if let Some(threads) = props.count("threads")? {
         o.threads = threads;

@@ -19,7 +19,9 @@ pub mod worker;
 
 mod binding;
 
+pub use device::DeviceChoice;
 pub use error::{Error, ErrorCode, Result};
+pub use model::Dtype;
 pub use lifecycle::{Embeddings, ServiceStatus, State};
 pub use scheduler::Priority;
 pub use service::{EmbedOptions, Service, ServiceOptions};

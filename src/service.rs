@@ -10,6 +10,7 @@ use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
+use crate::model::Dtype;
 use crate::progress::{NullSink, Sink};
 use crate::scheduler::Priority;
 use crate::worker::{self, FaultInjection, WorkerConfig};
@@ -25,6 +26,8 @@ pub struct ServiceOptions {
     pub device: DeviceChoice,
     /// CPU threads for inference.
     pub threads: usize,
+    /// The weights' number format; `Dtype::F32` (exact parity) by default.
+    pub dtype: Dtype,
     pub limits: BatchLimits,
     /// Unload after this long without work; `None` never unloads on its own. Default 5 minutes.
     pub keep_alive: Option<Duration>,
@@ -48,6 +51,7 @@ impl ServiceOptions {
             offline: source.offline,
             device: DeviceChoice::Auto,
             threads: default_threads(),
+            dtype: Dtype::F32,
             limits: BatchLimits::default(),
             keep_alive: Some(Duration::from_millis(300_000)),
             stall_warning: Duration::from_millis(60_000),
@@ -99,6 +103,14 @@ impl Service {
             return Err(Error::invalid_input("stall thresholds must be positive"));
         }
         device::check_compiled(options.device)?;
+        // On a CPU-only build (or device 'cpu') a bf16 request that this CPU cannot run fails now, not at load.
+        let cpu_only = options.device == DeviceChoice::Cpu
+            || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
+        if options.dtype == Dtype::Bf16 && cpu_only && !crate::model::bf16::supported() {
+            return Err(Error::device_unavailable(
+                "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
+            ));
+        }
         let config = Arc::new(WorkerConfig {
             source: ModelSource {
                 model: options.model,
@@ -108,6 +120,7 @@ impl Service {
             },
             device: options.device,
             threads: options.threads,
+            dtype: options.dtype,
             limits: options.limits,
             faults: options.faults,
         });

@@ -11,7 +11,7 @@ use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::lifecycle::{After, Embeddings, Shared, State, Work};
 use crate::model::source::{self, ModelSource};
-use crate::model::{Embedder, Kernels};
+use crate::model::{Dtype, Embedder, Kernels};
 use crate::progress::{LogLevel, ProgressEvent, Status};
 
 /// Faults the tests inject to prove the service survives them. Empty by default; never set in production.
@@ -30,6 +30,7 @@ pub struct WorkerConfig {
     pub source: ModelSource,
     pub device: DeviceChoice,
     pub threads: usize,
+    pub dtype: Dtype,
     pub limits: BatchLimits,
     pub faults: FaultInjection,
 }
@@ -256,7 +257,7 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     stage(1, "opening device");
     let (device, name) = device::open(config.device)?;
     stage(2, "loading tokenizer and weights");
-    let embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.threads)?;
+    let embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.dtype, config.threads)?;
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     unsafe { libmimalloc_sys::mi_collect(true) };
     stage(3, "model loaded");
@@ -269,7 +270,10 @@ fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {
     drop(loaded);
     // The allocator keeps freed pages for reuse and returns them lazily, on later allocations of the thread
     // that owns them; after an unload those threads go idle. Return them now, on every thread that computed.
-    let collect = || unsafe { libmimalloc_sys::mi_collect(true) };
+    let collect = || {
+        crate::model::cpu_bert::release_thread_scratch();
+        unsafe { libmimalloc_sys::mi_collect(true) }
+    };
     if let Some(pool) = pool {
         pool.broadcast(|_| collect());
     }

@@ -5,11 +5,11 @@ mod common;
 
 use candle_core::Device;
 use common::*;
-use embedding_service::model::{Embedder, Kernels};
+use embedding_service::model::{Dtype, Embedder, Kernels};
 
 fn compare(dir: std::path::PathBuf) -> f64 {
-    let fast = Embedder::load_with(&dir, &Device::Cpu, Kernels::Fast, 2).unwrap();
-    let reference = Embedder::load_with(&dir, &Device::Cpu, Kernels::Candle, 2).unwrap();
+    let fast = Embedder::load_with(&dir, &Device::Cpu, Kernels::Fast, Dtype::F32, 2).unwrap();
+    let reference = Embedder::load_with(&dir, &Device::Cpu, Kernels::Candle, Dtype::F32, 2).unwrap();
     let tokens = fast.tokenize(&texts(), None).unwrap();
     let batch: Vec<_> = tokens.iter().collect();
     let a = fast.embed_tokens(&batch).unwrap();

@@ -127,3 +127,45 @@ fn a_panic_in_the_worker_fails_that_request_with_internal_and_the_next_one_works
     let ok = svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).unwrap();
     assert_eq!(ok.vectors.len(), 1);
 }
+
+/// The opt-in bf16 mode: cosine >= 0.999 per text to sentence-transformers (f32) on every family, prompts
+/// included; on a CPU without AVX512_BF16 the service refuses it up front with ERR_DEVICE_UNAVAILABLE.
+#[test]
+fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
+    let bf16_service = |dir: std::path::PathBuf| {
+        let mut options = ServiceOptions::new(dir.to_string_lossy());
+        options.threads = 2;
+        options.device = embedding_service::DeviceChoice::Cpu;
+        options.dtype = embedding_service::Dtype::Bf16;
+        Service::new(options)
+    };
+    if !embedding_service::model::bf16::supported() {
+        let err = bf16_service(minilm_dir()).err().expect("bf16 must be refused on this CPU");
+        assert_eq!(err.code, ErrorCode::DeviceUnavailable);
+        assert!(err.message.contains("AVX512_BF16"), "{}", err.message);
+        return;
+    }
+    let reference_dir = |name: &str| if name == "minilm" { minilm_dir() } else { reference(name).join("model") };
+    let cases = [
+        ("minilm", minilm_dir(), None),
+        ("tiny-bert-cls", reference("tiny-bert-cls").join("model"), None),
+        ("tiny-xlmr-cls", reference("tiny-xlmr-cls").join("model"), None),
+        ("tiny-xlmr-mean-prompts", reference("tiny-xlmr-mean-prompts").join("model"), Some("query")),
+    ];
+    for (name, dir, prompt) in cases {
+        let expected = read_json(reference(name).join("expected.json"));
+        let want = match prompt {
+            Some(p) => vectors(&expected["embeddings_by_prompt"][p]),
+            None => vectors(&expected["embeddings"]),
+        };
+        let svc = bf16_service(dir).unwrap();
+        let got = embed(&svc, &texts(), prompt);
+        let worst = got.vectors.iter().zip(&want).map(|(g, w)| cosine(g, w)).fold(f64::MAX, f64::min);
+        eprintln!("{name} bf16: minimum cosine {worst:.6}");
+        assert!(worst >= 0.999, "{name} in bf16: minimum cosine {worst}");
+        svc.close_blocking();
+        // Not secretly f32: rounding the weights must move the result.
+        let f32_svc = service(reference_dir(name));
+        assert_ne!(embed(&f32_svc, &texts(), prompt).vectors, got.vectors, "{name} in bf16 is bit-for-bit f32");
+    }
+}

@@ -240,7 +240,7 @@ impl BertEncoder {
         // No mask at all when nothing in the batch is padded: saves a broadcast add per layer.
         let padded = ids.iter().any(|s| s.len() != max_len);
         let bias = if padded {
-            Some(Tensor::from_vec(mask, (b, 1, 1, max_len), dev)?)
+            Some(Tensor::from_vec(mask, (b, 1, 1, max_len), dev)?.to_dtype(self.word.embeddings().dtype())?)
         } else {
             None
         };

@@ -15,21 +15,47 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use super::Dtype;
 use super::bert::{Activation, BertConfig, PositionScheme};
+use super::bf16::{self, PackedWeights};
 use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows, SendPtr};
 use crate::error::{Error, Result};
 
+/// A Linear layer's weight, `[out × in]`: f32 as in the file, or rounded to bf16 and packed (`dtype: 'bf16'`).
+enum Weight {
+    F32(Vec<f32>),
+    Bf16(PackedWeights),
+}
+
+impl Weight {
+    fn new(w: Vec<f32>, out: usize, inp: usize, dtype: Dtype) -> Self {
+        match dtype {
+            Dtype::F32 => Weight::F32(w),
+            Dtype::Bf16 => Weight::Bf16(PackedWeights::pack(&w, out, inp)),
+        }
+    }
+
+    /// `dst[m×out] (+)= a[m×in] · Wᵀ`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(&self, dst: &mut [f32], dst_stride: usize, a: &[f32], a_stride: usize, m: usize, (n, k): (usize, usize), accumulate: bool, threads: usize, a16: &mut Vec<u16>) {
+        match self {
+            Weight::F32(w) => matmul_bt(dst, dst_stride, a, a_stride, w, k, m, n, k, accumulate, threads),
+            Weight::Bf16(w) => bf16::matmul_bt(dst, dst_stride, a, a_stride, w, m, accumulate, threads, a16),
+        }
+    }
+}
+
 struct Layer {
     /// [3H × H]: query, key and value weights stacked.
-    qkv_w: Vec<f32>,
+    qkv_w: Weight,
     qkv_b: Vec<f32>,
-    attn_out_w: Vec<f32>,
+    attn_out_w: Weight,
     attn_out_b: Vec<f32>,
     attn_ln_g: Vec<f32>,
     attn_ln_b: Vec<f32>,
-    inter_w: Vec<f32>,
+    inter_w: Weight,
     inter_b: Vec<f32>,
-    out_w: Vec<f32>,
+    out_w: Weight,
     out_b: Vec<f32>,
     out_ln_g: Vec<f32>,
     out_ln_b: Vec<f32>,
@@ -42,6 +68,8 @@ struct Scratch {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     inter: Vec<f32>,
+    /// Activations rounded to bf16 (bf16 mode only).
+    a16: Vec<u16>,
 }
 
 /// The first `len` values of `buf`, growing it if needed. Contents are stale: every user overwrites them.
@@ -67,6 +95,8 @@ pub struct CpuBert {
     max_positions: usize,
     type_vocab: usize,
     eps: f32,
+    /// Attention products in bf16 too (`dtype: 'bf16'`).
+    bf16: bool,
     act: Activation,
     positions: PositionScheme,
 }
@@ -83,7 +113,7 @@ fn take(vb: &candle_nn::VarBuilder, name: &str, shape: &[usize]) -> Result<Vec<f
 }
 
 impl CpuBert {
-    pub fn load(vb: candle_nn::VarBuilder, config: &BertConfig, positions: PositionScheme) -> Result<Self> {
+    pub fn load(vb: candle_nn::VarBuilder, config: &BertConfig, positions: PositionScheme, dtype: Dtype) -> Result<Self> {
         config.validate()?;
         let vb = super::bert::weights_root(vb)?;
         if !matches!(vb.device(), Device::Cpu) {
@@ -100,15 +130,15 @@ impl CpuBert {
             qkv_b.extend(take(&l, "attention.self.key.bias", &[h])?);
             qkv_b.extend(take(&l, "attention.self.value.bias", &[h])?);
             layers.push(Layer {
-                qkv_w,
+                qkv_w: Weight::new(qkv_w, 3 * h, h, dtype),
                 qkv_b,
-                attn_out_w: take(&l, "attention.output.dense.weight", &[h, h])?,
+                attn_out_w: Weight::new(take(&l, "attention.output.dense.weight", &[h, h])?, h, h, dtype),
                 attn_out_b: take(&l, "attention.output.dense.bias", &[h])?,
                 attn_ln_g: take(&l, "attention.output.LayerNorm.weight", &[h])?,
                 attn_ln_b: take(&l, "attention.output.LayerNorm.bias", &[h])?,
-                inter_w: take(&l, "intermediate.dense.weight", &[i, h])?,
+                inter_w: Weight::new(take(&l, "intermediate.dense.weight", &[i, h])?, i, h, dtype),
                 inter_b: take(&l, "intermediate.dense.bias", &[i])?,
-                out_w: take(&l, "output.dense.weight", &[h, i])?,
+                out_w: Weight::new(take(&l, "output.dense.weight", &[h, i])?, h, i, dtype),
                 out_b: take(&l, "output.dense.bias", &[h])?,
                 out_ln_g: take(&l, "output.LayerNorm.weight", &[h])?,
                 out_ln_b: take(&l, "output.LayerNorm.bias", &[h])?,
@@ -130,6 +160,7 @@ impl CpuBert {
             max_positions: config.max_position_embeddings,
             type_vocab: config.type_vocab_size,
             eps: config.layer_norm_eps as f32,
+            bf16: dtype == Dtype::Bf16,
             act: Activation::parse(&config.hidden_act)?,
             positions,
         })
@@ -139,9 +170,16 @@ impl CpuBert {
         self.hidden
     }
 
-    /// Token embeddings for each sequence (`len * hidden` values each). `threads` bounds the matmuls'
-    /// parallelism; run inside the service's rayon pool.
-    pub fn forward(&self, ids: &[&[u32]], type_ids: &[&[u32]], threads: usize) -> Result<Vec<Vec<f32>>> {
+    /// Computes token embeddings and hands each sequence's (`len * hidden` values) to `each`, in order, while
+    /// they are still in the working buffer. `threads` bounds the matmuls' parallelism; run inside the
+    /// service's rayon pool.
+    pub fn forward(
+        &self,
+        ids: &[&[u32]],
+        type_ids: &[&[u32]],
+        threads: usize,
+        mut each: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
         let h = self.hidden;
         let offsets: Vec<usize> = ids
             .iter()
@@ -153,10 +191,11 @@ impl CpuBert {
             .collect();
         let total: usize = ids.iter().map(|s| s.len()).sum();
         if total == 0 {
-            return Ok(vec![Vec::new(); ids.len()]);
+            (0..ids.len()).for_each(|i| each(i, &[]));
+            return Ok(());
         }
         let mut scratch = self.scratch.lock();
-        let Scratch { x, qkv, ctx, inter } = &mut *scratch;
+        let Scratch { x, qkv, ctx, inter, a16 } = &mut *scratch;
         let (x, qkv) = (take_buf(x, total * h), take_buf(qkv, total * 3 * h));
         let (ctx, inter) = (take_buf(ctx, total * h), take_buf(inter, total * self.intermediate));
         self.embed(x, ids, type_ids)?;
@@ -164,13 +203,13 @@ impl CpuBert {
         let seqs: Vec<(usize, usize)> = offsets.iter().zip(ids).map(|(&o, s)| (o, s.len())).collect();
         for layer in &self.layers {
             // Q, K, V for every token in one multiply.
-            matmul_bt(qkv, 3 * h, x, h, &layer.qkv_w, h, total, 3 * h, h, false, threads);
+            layer.qkv_w.apply(qkv, 3 * h, x, h, total, (3 * h, h), false, threads, a16);
             add_bias(qkv, &layer.qkv_b);
             self.attention(qkv, ctx, &seqs);
             // x = LayerNorm(x + ctx·Wo + bo): the multiply accumulates onto the residual already in x.
-            matmul_bt(x, h, ctx, h, &layer.attn_out_w, h, total, h, h, true, threads);
+            layer.attn_out_w.apply(x, h, ctx, h, total, (h, h), true, threads, a16);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
-            matmul_bt(inter, self.intermediate, x, h, &layer.inter_w, h, total, self.intermediate, h, false, threads);
+            layer.inter_w.apply(inter, self.intermediate, x, h, total, (self.intermediate, h), false, threads, a16);
             match self.act {
                 Activation::GeluErf => par_rows(inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
                 other => par_rows(inter, self.intermediate, |rows| {
@@ -178,10 +217,11 @@ impl CpuBert {
                     rows.iter_mut().for_each(|v| *v = other.apply_scalar(*v));
                 }),
             }
-            matmul_bt(x, h, inter, self.intermediate, &layer.out_w, self.intermediate, total, h, self.intermediate, true, threads);
+            layer.out_w.apply(x, h, inter, self.intermediate, total, (h, self.intermediate), true, threads, a16);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
         }
-        Ok(seqs.iter().map(|&(o, len)| x[o * h..(o + len) * h].to_vec()).collect())
+        seqs.iter().enumerate().for_each(|(i, &(o, len))| each(i, &x[o * h..(o + len) * h]));
+        Ok(())
     }
 
     fn embed(&self, x: &mut [f32], ids: &[&[u32]], type_ids: &[&[u32]]) -> Result<()> {
@@ -222,20 +262,68 @@ impl CpuBert {
             seqs.iter().flat_map(|&(o, len)| (0..self.heads).map(move |head| (o, len, head))).collect();
         let ctx_ptr = SendPtr(ctx.as_mut_ptr());
         let ctx_len = ctx.len();
-        tasks.par_iter().for_each(|&(o, len, head)| {
-            let mut scores = vec![0f32; len * len];
+        if self.bf16 {
+            return self.attention_bf16(qkv, ctx, &tasks);
+        }
+        tasks.par_iter().for_each(|&(o, len, head)| SCORES.with_borrow_mut(|scores| {
+            let scores = take_buf(scores, len * len);
             let q = &qkv[o * 3 * h + head * d..];
             let k = &qkv[o * 3 * h + h + head * d..];
             let v = &qkv[o * 3 * h + 2 * h + head * d..];
             // scores = Q·Kᵀ (K read transposed in place), then the scaled softmax.
-            matmul_bt(&mut scores, len, q, 3 * h, k, 3 * h, len, len, d, false, 1);
-            softmax_rows(&mut scores, len, scale);
+            matmul_bt(scores, len, q, 3 * h, k, 3 * h, len, len, d, false, 1);
+            softmax_rows(scores, len, scale);
             // SAFETY: each task writes only rows o..o+len, columns head*d..(head+1)*d of ctx; tasks never
             // share a (sequence, head) pair, so their writes are disjoint, and ctx outlives the parallel loop.
             let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
-            matmul(out, h, &scores, len, v, 3 * h, len, d, len);
+            matmul(out, h, scores, len, v, 3 * h, len, d, len);
+        }));
+    }
+}
+
+impl CpuBert {
+    /// `attention` with both products in bf16 (the `dtype: 'bf16'` mode): K and V^T are packed per sequence
+    /// and head like weights, and the scores and softmax stay f32.
+    fn attention_bf16(&self, qkv: &[f32], ctx: &mut [f32], tasks: &[(usize, usize, usize)]) {
+        let h = self.hidden;
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+        let ctx_len = ctx.len();
+        tasks.par_iter().for_each(|&(o, len, head)| {
+            SCORES.with_borrow_mut(|scores| {
+                BF16_ATTENTION.with_borrow_mut(|(packed, a16)| {
+                    let scores = take_buf(scores, len * len);
+                    let q = &qkv[o * 3 * h + head * d..];
+                    let (k, v) = (o * 3 * h + h + head * d, o * 3 * h + 2 * h + head * d);
+                    packed.repack(len, d, |j, i| qkv[k + j * 3 * h + i]);
+                    bf16::matmul_bt(scores, len, q, 3 * h, packed, len, false, 1, a16);
+                    softmax_rows(scores, len, scale);
+                    packed.repack(d, len, |j, i| qkv[v + i * 3 * h + j]);
+                    // SAFETY: as in `attention`: each task writes only its own sequence's rows and head's columns.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d)
+                    };
+                    bf16::matmul_bt(out, h, scores, len, packed, len, false, 1, a16);
+                })
+            })
         });
     }
+}
+
+thread_local! {
+    /// Each compute thread's attention scores, reused: a fresh buffer per (sequence, head) cost page faults and
+    /// zeroing. Freed by `release_thread_scratch` when the model unloads.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The bf16 mode's packed K or V and rounded activations, reused the same way.
+    static BF16_ATTENTION: std::cell::RefCell<(PackedWeights, Vec<u16>)> =
+        const { std::cell::RefCell::new((PackedWeights::empty(), Vec::new())) };
+}
+
+/// Frees this thread's attention buffer (called on every compute thread when a model unloads).
+pub fn release_thread_scratch() {
+    SCORES.with_borrow_mut(|s| *s = Vec::new());
+    BF16_ATTENTION.with_borrow_mut(|b| *b = (PackedWeights::empty(), Vec::new()));
 }
 
 /// Runs `f` over whole rows of `x` in parallel chunks (serially when small).

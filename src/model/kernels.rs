@@ -186,14 +186,17 @@ pub fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
     // Round to nearest by adding and subtracting 1.5 * 2^23: vectorises, unlike `round()` (a libm call).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     // ln 2 split in two so that n * ln2 is exact enough.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_345 + r * 0.001_388_930_7)))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n built from t's bits, where n sits in the low mantissa bits: an `as i32` conversion instead would be
+    // a saturating, NaN-checked scalar conversion per lane and keep the loop from vectorising.
+    let scale = f32::from_bits(t.to_bits().wrapping_sub(0x4b40_0000 - 127) << 23);
     p * scale
 }
 

@@ -2,6 +2,7 @@
 //! the way sentence-transformers reads it. This module knows nothing about threads, queues or JavaScript.
 
 pub mod bert;
+pub mod bf16;
 pub mod cpu_bert;
 pub mod kernels;
 pub mod pooling;
@@ -26,6 +27,33 @@ pub enum Kernels {
     Fast,
     /// candle's generic operations (`bert.rs`): every device; the reference the fast path is tested against.
     Candle,
+}
+
+/// The number format of the encoder's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    /// As stored by sentence-transformers: results match it to float precision. The default.
+    #[default]
+    F32,
+    /// Weights rounded to bf16, sums kept in f32: faster, cosine >= 0.999 to f32. On CPU it needs AVX512_BF16
+    /// (`bf16::supported()`); on GPUs candle computes in bf16.
+    Bf16,
+}
+
+impl Dtype {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "f32" | "float32" => Ok(Dtype::F32),
+            "bf16" | "bfloat16" => Ok(Dtype::Bf16),
+            other => Err(Error::invalid_input(format!("dtype must be 'f32' or 'bf16', not {other:?}"))),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+        }
+    }
 }
 
 enum Encoder {
@@ -77,11 +105,23 @@ fn prepare_text(text: &str, lower: bool) -> String {
 impl Embedder {
     /// Loads a model folder onto `device`, with the fast CPU kernels on CPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        Self::load_with(dir, device, Kernels::Fast, crate::service::default_threads())
+        Self::load_with(dir, device, Kernels::Fast, Dtype::F32, crate::service::default_threads())
     }
 
-    /// Loads a model folder with the given kernels (`Fast` applies on CPU only) and compute threads.
-    pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, threads: usize) -> Result<Self> {
+    /// Loads a model folder with the given kernels (`Fast` applies on CPU only), weight format and compute
+    /// threads. bf16 on a CPU without AVX512_BF16 is refused with `ERR_DEVICE_UNAVAILABLE`.
+    pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
+        let fast = device.is_cpu() && kernels == Kernels::Fast;
+        if dtype == Dtype::Bf16 && device.is_cpu() {
+            if !bf16::supported() {
+                return Err(Error::device_unavailable(
+                    "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
+                ));
+            }
+            if !fast {
+                return Err(Error::invalid_input("dtype 'bf16' on CPU runs only on the fast kernels"));
+            }
+        }
         let config_path = dir.join("config.json");
         let raw = read_json_opt(&config_path)?.ok_or_else(|| {
             Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
@@ -144,11 +184,13 @@ impl Embedder {
         }
         // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
         // what any loader can defend against, and the same holds for every mmap-based loader.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, device) }
+        // The fast CPU path reads f32 and packs bf16 itself; candle converts to its compute type on load.
+        let load_dtype = if dtype == Dtype::Bf16 && !fast { DType::BF16 } else { DType::F32 };
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
         let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
-        let encoder = if device.is_cpu() && kernels == Kernels::Fast {
-            Encoder::Cpu(CpuBert::load(vb, &bert_config, positions).map_err(in_file)?)
+        let encoder = if fast {
+            Encoder::Cpu(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?)
         } else {
             Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
         };
@@ -206,24 +248,26 @@ impl Embedder {
     pub fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
         let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
-        let (hidden, states) = match &self.encoder {
-            Encoder::Cpu(enc) => (enc.hidden_size(), enc.forward(&ids, &types, self.threads)?),
-            Encoder::Candle(enc) => (
-                enc.hidden_size(),
-                enc.forward(&ids, &types).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?,
-            ),
+        let pool = |state: &[f32], hidden: usize, t: &Tokens| {
+            let mut v = pooling::pool(&self.config.pooling, state, hidden, t.skip);
+            if self.config.normalize {
+                pooling::normalize(&mut v);
+            }
+            v
         };
-        Ok(states
-            .iter()
-            .zip(batch)
-            .map(|(s, t)| {
-                let mut v = pooling::pool(&self.config.pooling, s, hidden, t.skip);
-                if self.config.normalize {
-                    pooling::normalize(&mut v);
-                }
-                v
-            })
-            .collect())
+        match &self.encoder {
+            // Pooled straight from the encoder's buffer: no per-text copy of the token states.
+            Encoder::Cpu(enc) => {
+                let mut out = Vec::with_capacity(batch.len());
+                enc.forward(&ids, &types, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])))?;
+                Ok(out)
+            }
+            Encoder::Candle(enc) => {
+                let states =
+                    enc.forward(&ids, &types).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+                Ok(states.iter().zip(batch).map(|(s, t)| pool(s, enc.hidden_size(), t)).collect())
+            }
+        }
     }
 }
 

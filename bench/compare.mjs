@@ -1,0 +1,110 @@
+// Side-by-side throughput: this addon (f32, and bf16 where the CPU has AVX512_BF16) against sentence-transformers
+// (PyTorch, fp32 and bf16) and ONNX Runtime (fp32) on the same corpus (bench/corpus.mjs), interleaved: every
+// round runs each engine once as its own process, in a rotated order, so drift on a shared machine hits all of
+// them alike. Prints each engine's median, this addon's ratio to every peer round by round, and the parity of
+// every engine's vectors with sentence-transformers fp32 on the texts it ran (a fast wrong answer shows here).
+//
+// Usage: node bench/compare.mjs [rounds=3] [threads=2] [--python path/to/python]
+// The Python side needs sentence-transformers, onnx and onnxruntime (see README, "Benchmarks"); the default
+// interpreter is .venv-bench/bin/python when it exists, else python3.
+import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const argv = process.argv.slice(2)
+const flag = (name) => {
+  const i = argv.indexOf(name)
+  return i < 0 ? undefined : argv.splice(i, 2)[1]
+}
+const venv = path.join(root, '.venv-bench/bin/python')
+const python = flag('--python') ?? (fs.existsSync(venv) ? venv : 'python3')
+const rounds = Number(argv[0] ?? 3)
+const threads = String(argv[1] ?? 2)
+const outDir = path.join(root, 'target/compare')
+fs.mkdirSync(outDir, { recursive: true })
+if (!fs.existsSync(path.join(root, 'target/bench-corpus.json'))) execFileSync('node', [path.join(root, 'bench/corpus.mjs')], { stdio: 'inherit' })
+
+const { EmbeddingService } = createRequire(import.meta.url)(root)
+const bf16 = (() => {
+  try {
+    new EmbeddingService({ model: 'unused', device: 'cpu', dtype: 'bf16' }).close()
+    return true
+  } catch (e) {
+    if (e.code !== 'ERR_DEVICE_UNAVAILABLE') throw e
+    return false
+  }
+})()
+
+const out = (name) => path.join(outDir, `${name}.f32`)
+const engines = [
+  { name: 'ours-f32', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--out', out('ours-f32')] },
+  bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--dtype', 'bf16', '--out', out('ours-bf16')] },
+  { name: 'st-fp32', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--out', out('st-fp32')] },
+  { name: 'st-bf16', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--dtype', 'bf16', '--out', out('st-bf16')] },
+  { name: 'ort-fp32', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--out', out('ort-fp32')] },
+].filter(Boolean)
+
+const seconds = Object.fromEntries(engines.map((e) => [e.name, []]))
+const labels = {}
+let tokens
+for (let r = 0; r < rounds; r++) {
+  for (let i = 0; i < engines.length; i++) {
+    const e = engines[(i + r) % engines.length]
+    const line = execFileSync(e.cmd, e.args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+      .trim()
+      .split('\n')
+      .at(-1)
+    const result = JSON.parse(line)
+    seconds[e.name][r] = result.seconds[0]
+    labels[e.name] = result.engine
+    tokens ??= result.tokens
+    console.error(`round ${r + 1}/${rounds}: ${e.name} ${result.seconds[0]} s`)
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const read = (name) => {
+  const b = fs.readFileSync(out(name))
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)
+}
+const minCosine = (a, b, dims) => {
+  let worst = 1
+  for (let o = 0; o < a.length; o += dims) {
+    let dot = 0
+    let na = 0
+    let nb = 0
+    for (let j = o; j < o + dims; j++) {
+      dot += a[j] * b[j]
+      na += a[j] * a[j]
+      nb += b[j] * b[j]
+    }
+    worst = Math.min(worst, dot / Math.sqrt(na * nb))
+  }
+  return worst
+}
+const reference = read('st-fp32')
+const dims = 384
+console.log(`| engine | median s (${rounds} rounds) | tokens/s | min cosine to sentence-transformers fp32 |`)
+console.log('| --- | --- | --- | --- |')
+for (const e of engines) {
+  const v = read(e.name)
+  const cos = v.length === reference.length ? minCosine(v, reference, dims) : NaN
+  const med = median(seconds[e.name])
+  console.log(`| ${labels[e.name]} | ${med.toFixed(2)} (${seconds[e.name].join(', ')}) | ${Math.round(tokens / med)} | ${cos.toFixed(7)} |`)
+}
+console.log('')
+console.log('| ratio (same round) | per round | median |')
+console.log('| --- | --- | --- |')
+for (const ours of engines.filter((e) => e.name.startsWith('ours'))) {
+  for (const peer of engines.filter((e) => !e.name.startsWith('ours'))) {
+    const ratios = seconds[peer.name].map((s, r) => s / seconds[ours.name][r])
+    console.log(`| ${ours.name} vs ${peer.name} | ${ratios.map((x) => x.toFixed(2)).join(', ')} | ${median(ratios).toFixed(2)}x |`)
+  }
+}
+console.log(`\n${tokens} tokens, ${threads} threads, ${new Date().toISOString()}`)
