@@ -106,6 +106,7 @@ export interface EmbeddingServiceOptions {
 
 /** What the service is doing, as reported by progress events. */
 export type ProgressStatus =
+  | 'downloading_model'
   | 'loading_model'
   | 'processing_embeddings'
   | 'processing_batch'
@@ -119,7 +120,8 @@ export type ProgressStatus =
 /**
  * A progress event. A request reports `processing_embeddings` 0/N, then per batch `processing_batch` b/B
  * (details "Batch b/B") and `processing_embeddings` done/N, then `completed` N/N. Loading reports
- * `loading_model` stages 0/3 to 3/3; unloading reports `unloading_model` then `idle` ("model unloaded").
+ * `loading_model` stages 0/3 to 3/3, with `downloading_model` events (bytes `current` of `total`, the file name
+ * in `details`, at most every 100 ms per file) when a hub model is not cached yet; unloading reports `unloading_model` then `idle` ("model unloaded").
  * Events arrive in order, from a queue that never blocks the worker; if JS falls far behind, a request's
  * routine progress is coalesced (milestones are kept). A request's events are delivered before its promise
  * settles.
@@ -227,6 +229,52 @@ export declare class EmbeddingService {
    * again is harmless. A service that is garbage-collected without `close()` is closed the same way.
    */
   close(): Promise<void>
+
+  /**
+   * Whether `model` loads without the network: a folder with a `config.json`, or a hub id whose snapshot in
+   * the hub cache (`cacheDir`, else `HF_HUB_CACHE` / `HF_HOME/hub` / `~/.cache/huggingface/hub`) has
+   * `config.json`, `tokenizer.json` and `model.safetensors` for `revision` (default 'main'). A snapshot that
+   * an interrupted download left without its weights is not cached. Reads the disk only; loads nothing.
+   * Throws `ERR_INVALID_INPUT` when `model` is not a string.
+   */
+  static isModelCached(model: string, options?: ModelLocation): boolean
+
+  /**
+   * Downloads a hub model into the hub cache (from `HF_ENDPOINT` when set, else huggingface.co), resolving to
+   * its snapshot folder; resolves at once, without a request, when it is already cached. Each file is written
+   * to a partial file and renamed into place when complete, the weights last, so an interrupted download never
+   * leaves a model that counts as cached; the next call resumes it. Rejects with `ERR_MODEL_NOT_FOUND` when the
+   * hub lacks a required file (named) or cannot be reached, or when `offline` and not cached; with
+   * `ERR_ABORTED` (name 'AbortError') when `signal` fires, which stops the transfer at its next chunk.
+   */
+  static downloadModel(model: string, options?: DownloadOptions): Promise<string>
+}
+
+/** Where to look for a hub model. */
+export interface ModelLocation {
+  /** Hub cache folder. Default: `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`. */
+  cacheDir?: string
+  /** Branch, tag or commit id. Default 'main'. */
+  revision?: string
+  /** Never use the network. Default: true when `HF_HUB_OFFLINE` is 1/true/yes/on. */
+  offline?: boolean
+}
+
+/** One file's download progress, at most every 100 ms per file, plus its first and last bytes. */
+export interface DownloadProgress {
+  status: 'downloading_model'
+  /** The file's path in the repository, such as 'model.safetensors' or '1_Pooling/config.json'. */
+  file: string
+  /** Bytes of this file received so far. */
+  current: number
+  /** This file's size in bytes. */
+  total: number
+}
+
+export interface DownloadOptions extends ModelLocation {
+  /** Called on the JS thread; an exception it throws is logged and ignored. */
+  onProgress?: (progress: DownloadProgress) => void
+  signal?: AbortSignal
 }
 
 declare const binding: { EmbeddingService: typeof EmbeddingService }

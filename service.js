@@ -72,8 +72,14 @@ class Hub {
   }
 }
 
+function modelArgs(model, options, what) {
+  if (typeof model !== 'string') throw invalid(`${what}: model must be a hub id or a folder path (a string), got ${model === null ? 'null' : typeof model}`)
+  if (options !== undefined && options !== null && typeof options !== 'object') throw invalid(`${what}: options must be an object`)
+  return options ?? undefined
+}
+
 function createEmbeddingService(binding) {
-  const { NativeEmbeddingService } = binding
+  const { NativeEmbeddingService, NativeCancel } = binding
 
   class EmbeddingService {
     #native
@@ -164,6 +170,51 @@ function createEmbeddingService(binding) {
 
     get dimensions() {
       return this.#native.dimensions ?? null
+    }
+
+    static isModelCached(model, options) {
+      return binding.isModelCached(model, modelArgs(model, options, 'isModelCached'))
+    }
+
+    static downloadModel(model, options) {
+      let opts
+      try {
+        opts = modelArgs(model, options, 'downloadModel')
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      const { onProgress, signal } = opts ?? {}
+      if (onProgress !== undefined && typeof onProgress !== 'function') {
+        return Promise.reject(invalid('options.onProgress must be a function'))
+      }
+      if (signal !== undefined && !isAbortSignal(signal)) return Promise.reject(invalid('options.signal must be an AbortSignal'))
+      if (signal && signal.aborted) return Promise.reject(abortError(signal))
+      const cancel = new NativeCancel()
+      const onAbort = () => cancel.cancel()
+      if (signal) signal.addEventListener('abort', onAbort, { once: true })
+      return new Promise((resolve, reject) => {
+        const onEvent = (e) => {
+          if (!e.done) {
+            if (!onProgress) return
+            try {
+              onProgress({ status: 'downloading_model', file: e.file, current: e.current, total: e.total })
+            } catch (err) {
+              defaultLogger('error', `downloadModel's onProgress threw: ${err && err.stack ? err.stack : err}`)
+            }
+            return
+          }
+          if (signal) signal.removeEventListener('abort', onAbort)
+          if (e.errorCode === undefined || e.errorCode === null) return resolve(e.dir)
+          const err = new Error(e.errorMessage)
+          err.code = e.errorCode
+          if (err.code === 'ERR_ABORTED') {
+            err.name = 'AbortError'
+            if (signal && signal.reason !== undefined) err.cause = signal.reason
+          }
+          reject(err)
+        }
+        binding.downloadModel(model, opts, onEvent, cancel)
+      })
     }
   }
 

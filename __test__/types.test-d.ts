@@ -17,6 +17,18 @@ describe('index.d.ts', () => {
     expectTypeOf(binding.EmbeddingService).toEqualTypeOf<typeof EmbeddingService>()
   })
 
+  it('describes the static model functions', () => {
+    expectTypeOf(EmbeddingService.isModelCached('org/m', { cacheDir: '/c', revision: 'main' })).toEqualTypeOf<boolean>()
+    expectTypeOf(
+      EmbeddingService.downloadModel('org/m', {
+        signal: new AbortController().signal,
+        onProgress: (p) => expectTypeOf(p.current).toEqualTypeOf<number>(),
+      }),
+    ).toEqualTypeOf<Promise<string>>()
+    // @ts-expect-error model must be a string
+    EmbeddingService.isModelCached(3)
+  })
+
   it('rejects what the API rejects', () => {
     // @ts-expect-error model is required
     new EmbeddingService({})

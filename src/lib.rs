@@ -17,6 +17,7 @@ pub mod service;
 pub mod watchdog;
 pub mod worker;
 
+#[cfg_attr(test, allow(dead_code))] // its functions are called from JS only
 mod binding;
 
 pub use device::DeviceChoice;

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    DownloadingModel,
     LoadingModel,
     ProcessingEmbeddings,
     ProcessingBatch,
@@ -24,6 +25,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::DownloadingModel => "downloading_model",
             Status::LoadingModel => "loading_model",
             Status::ProcessingEmbeddings => "processing_embeddings",
             Status::ProcessingBatch => "processing_batch",

@@ -253,11 +253,21 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
         }
     };
     stage(0, "resolving model");
-    let dir = source::resolve(&config.source)?;
+    // A download reports its bytes, and each report counts as progress for the watchdog: a slow download
+    // that keeps moving is never failed as stalled.
+    let mut on_download = source::throttled(|p: source::DownloadProgress| {
+        shared.emit(ProgressEvent::new(Status::DownloadingModel, p.current, p.total, p.file));
+        let mut core = shared.lock();
+        if core.generation == generation {
+            shared.touch(&mut core);
+        }
+    });
+    let dir = source::resolve_with(&config.source, &mut on_download, &std::sync::atomic::AtomicBool::new(false))?;
     stage(1, "opening device");
     let (device, name) = device::open(config.device)?;
     stage(2, "loading tokenizer and weights");
-    let embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.dtype, config.threads)?;
+    let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.dtype, config.threads)?;
+    embedder.adopt_known_prompts(&config.source.model);
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     unsafe { libmimalloc_sys::mi_collect(true) };
     stage(3, "model loaded");

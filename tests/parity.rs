@@ -139,7 +139,7 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         options.dtype = embedding_service::Dtype::Bf16;
         Service::new(options)
     };
-    if !embedding_service::model::bf16::supported() {
+    if !embedding_service::model::packed::bf16_supported() {
         let err = bf16_service(minilm_dir()).err().expect("bf16 must be refused on this CPU");
         assert_eq!(err.code, ErrorCode::DeviceUnavailable);
         assert!(err.message.contains("AVX512_BF16"), "{}", err.message);
@@ -167,5 +167,59 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         // Not secretly f32: rounding the weights must move the result.
         let f32_svc = service(reference_dir(name));
         assert_ne!(embed(&f32_svc, &texts(), prompt).vectors, got.vectors, "{name} in bf16 is bit-for-bit f32");
+    }
+}
+
+/// Copies a model folder (one level of subfolders) to a fresh temporary folder with the given name.
+fn copy_model(from: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let to = std::env::temp_dir().join(format!("embedding-service-{}-{}", std::process::id(), name)).join(name);
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(to.join(entry.file_name())).unwrap();
+            for inner in std::fs::read_dir(entry.path()).unwrap() {
+                let inner = inner.unwrap();
+                std::fs::copy(inner.path(), to.join(entry.file_name()).join(inner.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    to
+}
+
+/// An E5 folder without prompts in config_sentence_transformers.json gets "query: " / "passage: " from the
+/// built-in table, giving exactly what sentence-transformers gives with those prompts; the same folder under
+/// another name has no prompts at all.
+#[test]
+fn e5_folders_without_prompts_get_the_built_in_query_and_passage_prompts() {
+    let expected = read_json(reference("tiny-xlmr-mean-prompts").join("expected.json"));
+    let strip = |dir: &std::path::Path| {
+        let path = dir.join("config_sentence_transformers.json");
+        let mut cst = read_json(path.clone());
+        cst.as_object_mut().unwrap().remove("prompts");
+        std::fs::write(path, cst.to_string()).unwrap();
+    };
+    let e5 = copy_model(&reference("tiny-xlmr-mean-prompts").join("model"), "multilingual-e5-tiny");
+    strip(&e5);
+    let svc = service(e5.clone());
+    for prompt in ["query", "passage"] {
+        let got = embed(&svc, &texts(), Some(prompt));
+        assert_parity(&format!("e5 built-in {prompt}"), &got.vectors, &vectors(&expected["embeddings_by_prompt"][prompt]));
+    }
+    assert_parity("e5 without a prompt", &embed(&svc, &texts(), None).vectors, &vectors(&expected["embeddings"]));
+    svc.close_blocking();
+
+    let other = copy_model(&reference("tiny-xlmr-mean-prompts").join("model"), "some-other-model");
+    strip(&other);
+    let svc = service(other.clone());
+    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions { prompt: Some("query".into()), ..Default::default() }).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+    assert!(err.message.contains("prompts are: none"), "{}", err.message);
+    svc.close_blocking();
+    for dir in [e5, other] {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }

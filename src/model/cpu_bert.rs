@@ -17,21 +17,25 @@ use rayon::prelude::*;
 
 use super::Dtype;
 use super::bert::{Activation, BertConfig, PositionScheme};
-use super::bf16::{self, PackedWeights};
+use super::packed::{self, PackedBf16, PackedF32};
 use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows, SendPtr};
 use crate::error::{Error, Result};
 
 /// A Linear layer's weight, `[out × in]`: f32 as in the file, or rounded to bf16 and packed (`dtype: 'bf16'`).
 enum Weight {
     F32(Vec<f32>),
-    Bf16(PackedWeights),
+    /// f32 packed for the AVX-512 panel kernel.
+    F32Packed(PackedF32),
+    Bf16(PackedBf16),
 }
 
 impl Weight {
     fn new(w: Vec<f32>, out: usize, inp: usize, dtype: Dtype) -> Self {
         match dtype {
+            // Where AVX-512 is present the panel kernel beats gemm here, most of all on short queries.
+            Dtype::F32 if packed::f32_supported() => Weight::F32Packed(PackedF32::pack(&w, out, inp)),
             Dtype::F32 => Weight::F32(w),
-            Dtype::Bf16 => Weight::Bf16(PackedWeights::pack(&w, out, inp)),
+            Dtype::Bf16 => Weight::Bf16(PackedBf16::pack(&w, out, inp)),
         }
     }
 
@@ -40,7 +44,8 @@ impl Weight {
     fn apply(&self, dst: &mut [f32], dst_stride: usize, a: &[f32], a_stride: usize, m: usize, (n, k): (usize, usize), accumulate: bool, threads: usize, a16: &mut Vec<u16>) {
         match self {
             Weight::F32(w) => matmul_bt(dst, dst_stride, a, a_stride, w, k, m, n, k, accumulate, threads),
-            Weight::Bf16(w) => bf16::matmul_bt(dst, dst_stride, a, a_stride, w, m, accumulate, threads, a16),
+            Weight::F32Packed(w) => packed::matmul_bt_f32(dst, dst_stride, a, a_stride, w, m, accumulate, threads),
+            Weight::Bf16(w) => packed::matmul_bt_bf16(dst, dst_stride, a, a_stride, w, m, accumulate, threads, a16),
         }
     }
 }
@@ -297,14 +302,14 @@ impl CpuBert {
                     let q = &qkv[o * 3 * h + head * d..];
                     let (k, v) = (o * 3 * h + h + head * d, o * 3 * h + 2 * h + head * d);
                     packed.repack(len, d, |j, i| qkv[k + j * 3 * h + i]);
-                    bf16::matmul_bt(scores, len, q, 3 * h, packed, len, false, 1, a16);
+                    packed::matmul_bt_bf16(scores, len, q, 3 * h, packed, len, false, 1, a16);
                     softmax_rows(scores, len, scale);
                     packed.repack(d, len, |j, i| qkv[v + i * 3 * h + j]);
                     // SAFETY: as in `attention`: each task writes only its own sequence's rows and head's columns.
                     let out = unsafe {
                         std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d)
                     };
-                    bf16::matmul_bt(out, h, scores, len, packed, len, false, 1, a16);
+                    packed::matmul_bt_bf16(out, h, scores, len, packed, len, false, 1, a16);
                 })
             })
         });
@@ -316,14 +321,14 @@ thread_local! {
     /// zeroing. Freed by `release_thread_scratch` when the model unloads.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The bf16 mode's packed K or V and rounded activations, reused the same way.
-    static BF16_ATTENTION: std::cell::RefCell<(PackedWeights, Vec<u16>)> =
-        const { std::cell::RefCell::new((PackedWeights::empty(), Vec::new())) };
+    static BF16_ATTENTION: std::cell::RefCell<(PackedBf16, Vec<u16>)> =
+        const { std::cell::RefCell::new((PackedBf16::empty(), Vec::new())) };
 }
 
 /// Frees this thread's attention buffer (called on every compute thread when a model unloads).
 pub fn release_thread_scratch() {
     SCORES.with_borrow_mut(|s| *s = Vec::new());
-    BF16_ATTENTION.with_borrow_mut(|b| *b = (PackedWeights::empty(), Vec::new()));
+    BF16_ATTENTION.with_borrow_mut(|b| *b = (PackedBf16::empty(), Vec::new()));
 }
 
 /// Runs `f` over whole rows of `x` in parallel chunks (serially when small).

@@ -2,9 +2,10 @@
 //! the way sentence-transformers reads it. This module knows nothing about threads, queues or JavaScript.
 
 pub mod bert;
-pub mod bf16;
+pub mod packed;
 pub mod cpu_bert;
 pub mod kernels;
+pub mod known_prompts;
 pub mod pooling;
 pub mod source;
 pub mod st_config;
@@ -36,7 +37,7 @@ pub enum Dtype {
     #[default]
     F32,
     /// Weights rounded to bf16, sums kept in f32: faster, cosine >= 0.999 to f32. On CPU it needs AVX512_BF16
-    /// (`bf16::supported()`); on GPUs candle computes in bf16.
+    /// (`packed::bf16_supported()`); on GPUs candle computes in bf16.
     Bf16,
 }
 
@@ -113,7 +114,7 @@ impl Embedder {
     pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
         let fast = device.is_cpu() && kernels == Kernels::Fast;
         if dtype == Dtype::Bf16 && device.is_cpu() {
-            if !bf16::supported() {
+            if !packed::bf16_supported() {
                 return Err(Error::device_unavailable(
                     "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
                 ));
@@ -196,6 +197,20 @@ impl Embedder {
         };
         let dimensions = bert_config.hidden_size * config.pooling.len();
         Ok(Embedder { tokenizer, encoder, threads: threads.max(1), config, dimensions })
+    }
+
+    /// Adopts the built-in prompts for `model_id` (see `known_prompts`) when the folder declares none.
+    pub fn adopt_known_prompts(&mut self, model_id: &str) {
+        if self.config.prompts.is_empty() {
+            if let Some(prompts) = known_prompts::for_model(model_id) {
+                self.config.prompts = prompts;
+            }
+        }
+    }
+
+    /// The names of the prompts this model accepts, sorted.
+    pub fn prompt_names(&self) -> Vec<String> {
+        self.config.prompts.keys().cloned().collect()
     }
 
     pub fn dimensions(&self) -> usize {
