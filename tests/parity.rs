@@ -204,13 +204,22 @@ fn e5_folders_without_prompts_get_the_built_in_query_and_passage_prompts() {
     };
     let e5 = copy_model(&reference("tiny-xlmr-mean-prompts").join("model"), "multilingual-e5-tiny");
     strip(&e5);
-    let svc = service(e5.clone());
-    for prompt in ["query", "passage"] {
-        let got = embed(&svc, &texts(), Some(prompt));
-        assert_parity(&format!("e5 built-in {prompt}"), &got.vectors, &vectors(&expected["embeddings_by_prompt"][prompt]));
+    // The XLM-R family (multilingual-e5-large) with its prompts stripped, and a BERT one (multilingual-e5-small)
+    // saved by sentence-transformers without prompts.
+    let e5_bert = copy_model(&reference("tiny-bert-mean-e5").join("model"), "multilingual-e5-small-tiny");
+    let bert_expected = read_json(reference("tiny-bert-mean-e5").join("expected.json"));
+    for (dir, expected) in [(&e5, &expected), (&e5_bert, &bert_expected)] {
+        let svc = service(dir.clone());
+        for prompt in ["query", "passage"] {
+            let got = embed(&svc, &texts(), Some(prompt));
+            let label = format!("{} built-in {prompt}", dir.display());
+            assert_parity(&label, &got.vectors, &vectors(&expected["embeddings_by_prompt"][prompt]));
+        }
+        let plain = embed(&svc, &texts(), None);
+        assert_eq!(plain.token_counts, token_counts(expected));
+        assert_parity(&format!("{} without a prompt", dir.display()), &plain.vectors, &vectors(&expected["embeddings"]));
+        svc.close_blocking();
     }
-    assert_parity("e5 without a prompt", &embed(&svc, &texts(), None).vectors, &vectors(&expected["embeddings"]));
-    svc.close_blocking();
 
     let other = copy_model(&reference("tiny-xlmr-mean-prompts").join("model"), "some-other-model");
     strip(&other);
@@ -219,7 +228,7 @@ fn e5_folders_without_prompts_get_the_built_in_query_and_passage_prompts() {
     assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(err.message.contains("prompts are: none"), "{}", err.message);
     svc.close_blocking();
-    for dir in [e5, other] {
+    for dir in [e5, e5_bert, other] {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }

@@ -4,7 +4,8 @@
 //! prefixes, and embeds noticeably worse without them, but many copies of it (including the hub's own
 //! multilingual-e5 folders) have no `prompts` in `config_sentence_transformers.json`. For those, and only when
 //! the folder declares no prompts itself, this table supplies them under the names sentence-transformers users
-//! know: `query` and `passage`. A folder's own prompts always win.
+//! know: `query` and `passage`, wherever the folder leaves those names undeclared or empty. A folder's own
+//! non-empty prompts always win.
 
 use std::collections::BTreeMap;
 

@@ -199,11 +199,13 @@ impl Embedder {
         Ok(Embedder { tokenizer, encoder, threads: threads.max(1), config, dimensions })
     }
 
-    /// Adopts the built-in prompts for `model_id` (see `known_prompts`) when the folder declares none.
+    /// Adopts the built-in prompts for `model_id` (see `known_prompts`) under each name the folder leaves
+    /// undeclared or empty (sentence-transformers 6 saves empty `query` and `document` prompts by default).
     pub fn adopt_known_prompts(&mut self, model_id: &str) {
-        if self.config.prompts.is_empty() {
-            if let Some(prompts) = known_prompts::for_model(model_id) {
-                self.config.prompts = prompts;
+        for (name, text) in known_prompts::for_model(model_id).unwrap_or_default() {
+            let declared = self.config.prompts.entry(name).or_default();
+            if declared.is_empty() {
+                *declared = text;
             }
         }
     }
