@@ -232,3 +232,20 @@ fn e5_folders_without_prompts_get_the_built_in_query_and_passage_prompts() {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap());
     }
 }
+
+/// ModernBERT (global and sliding-window attention, rotary positions, GeGLU): parity with sentence-transformers
+/// on a tiny random model whose window (8) is shorter than most texts; token counts equal; a padded batch and
+/// one-at-a-time calls agree.
+#[test]
+fn tiny_modernbert_mean_pooling_matches_sentence_transformers() {
+    let expected = read_json(reference("tiny-modernbert-mean").join("expected.json"));
+    let want = vectors(&expected["embeddings"]);
+    let svc = service(reference("tiny-modernbert-mean").join("model"));
+    let got = embed(&svc, &texts(), None);
+    assert_eq!(got.dimensions, 32);
+    assert_eq!(got.token_counts, token_counts(&expected));
+    assert_parity("tiny-modernbert-mean, batched", &got.vectors, &want);
+    let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors.remove(0)).collect();
+    assert_parity("tiny-modernbert-mean, one at a time", &singles, &want);
+    svc.close_blocking();
+}

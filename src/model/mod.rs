@@ -6,6 +6,7 @@ pub mod packed;
 pub mod cpu_bert;
 pub mod kernels;
 pub mod known_prompts;
+pub mod modernbert;
 pub mod pooling;
 pub mod source;
 pub mod st_config;
@@ -60,6 +61,7 @@ impl Dtype {
 enum Encoder {
     Candle(BertEncoder),
     Cpu(CpuBert),
+    ModernBert(modernbert::ModernBertEncoder),
 }
 use st_config::{read_json_opt, SentenceConfig};
 
@@ -82,7 +84,7 @@ impl Tokens {
 }
 
 /// The architectures this addon runs, by `model_type` in `config.json`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert"];
 
 pub struct Embedder {
     tokenizer: Tokenizer,
@@ -112,17 +114,6 @@ impl Embedder {
     /// Loads a model folder with the given kernels (`Fast` applies on CPU only), weight format and compute
     /// threads. bf16 on a CPU without AVX512_BF16 is refused with `ERR_DEVICE_UNAVAILABLE`.
     pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
-        let fast = device.is_cpu() && kernels == Kernels::Fast;
-        if dtype == Dtype::Bf16 && device.is_cpu() {
-            if !packed::bf16_supported() {
-                return Err(Error::device_unavailable(
-                    "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
-                ));
-            }
-            if !fast {
-                return Err(Error::invalid_input("dtype 'bf16' on CPU runs only on the fast kernels"));
-            }
-        }
         let config_path = dir.join("config.json");
         let raw = read_json_opt(&config_path)?.ok_or_else(|| {
             Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
@@ -133,11 +124,26 @@ impl Embedder {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
             .unwrap_or_default();
+        // The hand-written CPU path covers the BERT family; ModernBERT runs on candle everywhere.
+        let fast = device.is_cpu() && kernels == Kernels::Fast && model_type != "modernbert";
+        if dtype == Dtype::Bf16 && device.is_cpu() {
+            if !packed::bf16_supported() {
+                return Err(Error::device_unavailable(
+                    "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
+                ));
+            }
+            if !fast {
+                return Err(Error::invalid_input(format!(
+                    "dtype 'bf16' on CPU runs only on the fast BERT-family kernels, not for model_type {model_type:?}"
+                )));
+            }
+        }
         let bert_config: BertConfig = serde_json::from_value(raw.clone()).map_err(|e| {
             Error::model_invalid(format!("{}: not a usable {model_type} config: {e}", config_path.display()))
         })?;
         let positions = match model_type.as_str() {
-            "bert" => PositionScheme::Absolute,
+            // ModernBERT's positions are rotary: the table size bounds max_seq_length the same way.
+            "bert" | "modernbert" => PositionScheme::Absolute,
             "xlm-roberta" | "roberta" | "camembert" => {
                 PositionScheme::AfterPadding(bert_config.pad_token_id.unwrap_or(1))
             }
@@ -190,7 +196,9 @@ impl Embedder {
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
         let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
-        let encoder = if fast {
+        let encoder = if model_type == "modernbert" {
+            Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
+        } else if fast {
             Encoder::Cpu(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?)
         } else {
             Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
@@ -278,6 +286,11 @@ impl Embedder {
                 let mut out = Vec::with_capacity(batch.len());
                 enc.forward(&ids, &types, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])))?;
                 Ok(out)
+            }
+            Encoder::ModernBert(enc) => {
+                let states =
+                    enc.forward(&ids).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+                Ok(states.iter().zip(batch).map(|(s, t)| pool(s, enc.hidden_size(), t)).collect())
             }
             Encoder::Candle(enc) => {
                 let states =
