@@ -54,12 +54,15 @@ export interface EmbeddingServiceOptions {
    */
   device?: 'auto' | 'cpu' | 'cuda' | 'metal'
   /**
-   * The weights' number format. 'f32' (default) matches sentence-transformers to float precision.
-   * 'bf16' rounds the weights to bfloat16 (sums stay f32): on CPU 1.3 to 1.9x the f32 throughput and about half a short query's latency, cosine >= 0.999
-   * to 'f32'; it needs a CPU with AVX512_BF16 (recent AMD Zen 4+, Intel Sapphire Rapids+), and on a CPU-only
-   * build without it the constructor throws `ERR_DEVICE_UNAVAILABLE`. On a GPU candle computes in bf16.
+   * The number format the model computes in. Default: per device, 'f32' on CPU (matches sentence-transformers
+   * to float precision), 'bf16' on CUDA, 'f16' on Metal. On CPU, 'bf16' rounds the weights to bfloat16 (sums
+   * stay f32): 1.3 to 1.9x the f32 throughput and about half a short query's latency, cosine >= 0.999 to f32;
+   * it needs AVX512_BF16 (AMD Zen 4+, Intel Sapphire Rapids+), and without it the constructor of a CPU-only
+   * build (or with device 'cpu') throws `ERR_DEVICE_UNAVAILABLE`; it covers the BERT family (ModernBERT
+   * rejects it on CPU with `ERR_INVALID_INPUT`). 'f16' is for GPUs (`ERR_INVALID_INPUT` on CPU, at load).
+   * `status().dtype` says what was used.
    */
-  dtype?: 'f32' | 'bf16'
+  dtype?: 'f32' | 'bf16' | 'f16'
   /** CPU threads for inference (a whole number >= 1). Default: the number of physical cores. */
   threads?: number
   /** Most texts in one forward pass. Default 32. */
@@ -151,6 +154,8 @@ export interface ServiceStatus {
   modelLoaded: boolean
   /** "cpu", "cuda:0", "metal:0" once loaded, else null. */
   device: string | null
+  /** The number format the loaded model computes in ('f32', 'bf16', 'f16'), else null. */
+  dtype: 'f32' | 'bf16' | 'f16' | null
   dimensions: number | null
   /** Requests waiting to start, per priority. */
   queued: { query: number; index: number }

@@ -159,6 +159,7 @@ function createEmbeddingService(binding) {
         state: s.state,
         modelLoaded: s.modelLoaded,
         device: s.device ?? null,
+        dtype: s.dtype ?? null,
         dimensions: s.dimensions ?? null,
         queued: { query: s.queued.query, index: s.queued.index },
         activeRequests: s.activeRequests,

@@ -84,6 +84,7 @@ describe('constructor validation', () => {
     [{ model: tiny, device: 'cuda' }, 'ERR_DEVICE_UNAVAILABLE', /cuda/],
     [{ model: tiny, device: 'metal' }, 'ERR_DEVICE_UNAVAILABLE', /metal/],
     [{ model: tiny, dtype: 'fp8' }, 'ERR_INVALID_INPUT', /dtype/],
+    [{ model: tiny, dtype: 'f16', device: 'cuda' }, 'ERR_DEVICE_UNAVAILABLE', /cuda/],
     [{ model: tiny, dtype: 16 }, 'ERR_INVALID_INPUT', /dtype/],
   ]
   for (const [options, code, message] of cases) {
@@ -106,6 +107,12 @@ describe('model problems reject embed with a code, and the next call can still s
     const svc = new EmbeddingService({ model: path.join(root, 'no', 'such', 'model') })
     await expect(svc.embed(['a'])).rejects.toMatchObject({ code: 'ERR_MODEL_NOT_FOUND' })
     await expect(svc.embed(['a'])).rejects.toMatchObject({ code: 'ERR_MODEL_NOT_FOUND' })
+    await svc.close()
+  })
+
+  it("dtype 'f16' on CPU rejects at load with ERR_INVALID_INPUT saying it is for GPUs", async () => {
+    const svc = new EmbeddingService({ model: tiny, device: 'cpu', dtype: 'f16' })
+    await expect(svc.embed(['a'])).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT', message: expect.stringMatching(/GPU/) })
     await svc.close()
   })
 

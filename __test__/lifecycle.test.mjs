@@ -241,7 +241,7 @@ describe('abort, close and exit', () => {
 
   it('load() and unload() on demand; status() tells the truth', async () => {
     const svc = new EmbeddingService({ model: tiny, threads: 1, keepAliveMs: -1 })
-    expect(svc.status()).toMatchObject({ state: 'unloaded', modelLoaded: false, device: null, dimensions: null })
+    expect(svc.status()).toMatchObject({ state: 'unloaded', modelLoaded: false, device: null, dtype: null, dimensions: null })
     await svc.load()
     expect(svc.status()).toMatchObject({ state: 'ready', modelLoaded: true, device: 'cpu', dimensions: 32, loadCount: 1 })
     await svc.unload()

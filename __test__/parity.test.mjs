@@ -20,6 +20,7 @@ describe('all-MiniLM-L6-v2 from a local folder', () => {
       expect(v.length).toBe(384)
     }
     expect(svc.dimensions).toBe(384)
+    expect(svc.status()).toMatchObject({ device: 'cpu', dtype: 'f32' })
     expect(minCosine(got, minilm.embeddings)).toBeGreaterThanOrEqual(0.99999)
   })
 
@@ -112,6 +113,7 @@ describe("dtype: 'bf16'", () => {
       return
     }
     const got = await svc.embed(texts())
+    expect(svc.status()).toMatchObject({ device: 'cpu', dtype: 'bf16' })
     const worst = minCosine(got, minilm.embeddings)
     expect(worst).toBeGreaterThanOrEqual(0.999)
     expect(worst).toBeLessThan(0.9999999) // rounding the weights moves MiniLM's vectors measurably

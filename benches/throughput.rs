@@ -20,7 +20,7 @@ fn main() {
     };
     let mut options = ServiceOptions::new(root.join("fixtures/models/all-MiniLM-L6-v2").to_string_lossy());
     options.threads = threads;
-    options.dtype = embedding_service::model::Dtype::parse(&std::env::var("DTYPE").unwrap_or_else(|_| "f32".into())).unwrap();
+    options.dtype = Some(embedding_service::model::Dtype::parse(&std::env::var("DTYPE").unwrap_or_else(|_| "f32".into())).unwrap());
     let svc = Service::new(options).unwrap();
     svc.embed_blocking(vec!["warm up".into()], EmbedOptions::default()).unwrap();
     for _ in 0..runs {

@@ -136,7 +136,7 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
         o.device = device.parse()?;
     }
     if let Some(dtype) = props.string("dtype")? {
-        o.dtype = Dtype::parse(&dtype)?;
+        o.dtype = Some(Dtype::parse(&dtype)?);
     }
     if let Some(threads) = props.count("threads")? {
         o.threads = threads;
@@ -303,6 +303,7 @@ pub struct JsStatus {
     pub state: String,
     pub model_loaded: bool,
     pub device: Option<String>,
+    pub dtype: Option<String>,
     pub dimensions: Option<u32>,
     pub queued: JsQueued,
     pub active_requests: u32,
@@ -408,6 +409,7 @@ impl NativeEmbeddingService {
             state: s.state.as_str().into(),
             model_loaded: s.model_loaded,
             device: s.device,
+            dtype: s.dtype.map(str::to_string),
             dimensions: s.dimensions.map(|d| d as u32),
             queued: JsQueued { query: s.queued_query as u32, index: s.queued_index as u32 },
             active_requests: s.active_requests as u32,

@@ -115,6 +115,8 @@ pub struct Core {
     pub unload_count: u64,
     pub dimensions: Option<usize>,
     pub device: Option<String>,
+    /// The number format the loaded model computes in ("f32", "bf16", "f16").
+    pub dtype: Option<&'static str>,
 }
 
 /// A snapshot for `status()`.
@@ -123,6 +125,7 @@ pub struct ServiceStatus {
     pub state: State,
     pub model_loaded: bool,
     pub device: Option<String>,
+    pub dtype: Option<&'static str>,
     pub dimensions: Option<usize>,
     pub queued_query: usize,
     pub queued_index: usize,
@@ -187,6 +190,7 @@ impl Shared {
                 unload_count: 0,
                 dimensions: None,
                 device: None,
+                dtype: None,
             }),
             worker_wake: Condvar::new(),
             watchdog_wake: Condvar::new(),
@@ -360,6 +364,7 @@ impl Shared {
             state: core.state,
             model_loaded: core.model_loaded,
             device: core.device.clone(),
+            dtype: core.dtype,
             dimensions: core.dimensions,
             queued_query: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Query).count(),
             queued_index: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Index).count(),

@@ -26,8 +26,8 @@ pub struct ServiceOptions {
     pub device: DeviceChoice,
     /// CPU threads for inference.
     pub threads: usize,
-    /// The weights' number format; `Dtype::F32` (exact parity) by default.
-    pub dtype: Dtype,
+    /// The weights' number format; `None` picks per device (`Dtype::default_for`: f32 on CPU).
+    pub dtype: Option<Dtype>,
     pub limits: BatchLimits,
     /// Unload after this long without work; `None` never unloads on its own. Default 5 minutes.
     pub keep_alive: Option<Duration>,
@@ -51,7 +51,7 @@ impl ServiceOptions {
             offline: source.offline,
             device: DeviceChoice::Auto,
             threads: default_threads(),
-            dtype: Dtype::F32,
+            dtype: None,
             limits: BatchLimits::default(),
             keep_alive: Some(Duration::from_millis(300_000)),
             stall_warning: Duration::from_millis(60_000),
@@ -106,7 +106,7 @@ impl Service {
         // On a CPU-only build (or device 'cpu') a bf16 request that this CPU cannot run fails now, not at load.
         let cpu_only = options.device == DeviceChoice::Cpu
             || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
-        if options.dtype == Dtype::Bf16 && cpu_only && !crate::model::packed::bf16_supported() {
+        if options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::model::packed::bf16_supported() {
             return Err(Error::device_unavailable(
                 "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
             ));

@@ -30,7 +30,8 @@ pub struct WorkerConfig {
     pub source: ModelSource,
     pub device: DeviceChoice,
     pub threads: usize,
-    pub dtype: Dtype,
+    /// `None`: the device's default.
+    pub dtype: Option<Dtype>,
     pub limits: BatchLimits,
     pub faults: FaultInjection,
 }
@@ -38,6 +39,7 @@ pub struct WorkerConfig {
 struct Loaded {
     embedder: Embedder,
     device: candle_core::Device,
+    dtype: Dtype,
 }
 
 enum Step {
@@ -131,6 +133,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
                     core.load_count += 1;
                     core.dimensions = Some(loaded.embedder.dimensions());
                     core.device = Some(name);
+                    core.dtype = Some(loaded.dtype.as_str());
                     model = Some(loaded);
                     if core.state != State::Closed {
                         core.state = State::Ready;
@@ -266,12 +269,13 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     stage(1, "opening device");
     let (device, name) = device::open(config.device)?;
     stage(2, "loading tokenizer and weights");
-    let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, config.dtype, config.threads)?;
+    let dtype = config.dtype.unwrap_or_else(|| Dtype::default_for(&device));
+    let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, dtype, config.threads)?;
     embedder.adopt_known_prompts(&config.source.model);
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     unsafe { libmimalloc_sys::mi_collect(true) };
     stage(3, "model loaded");
-    Ok((Loaded { embedder, device }, name))
+    Ok((Loaded { embedder, device, dtype }, name))
 }
 
 fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {

@@ -136,7 +136,7 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         let mut options = ServiceOptions::new(dir.to_string_lossy());
         options.threads = 2;
         options.device = embedding_service::DeviceChoice::Cpu;
-        options.dtype = embedding_service::Dtype::Bf16;
+        options.dtype = Some(embedding_service::Dtype::Bf16);
         Service::new(options)
     };
     if !embedding_service::model::packed::bf16_supported() {

@@ -34,7 +34,8 @@ impl Weight {
         match dtype {
             // Where AVX-512 is present the panel kernel beats gemm here, most of all on short queries.
             Dtype::F32 if packed::f32_supported() => Weight::F32Packed(PackedF32::pack(&w, out, inp)),
-            Dtype::F32 => Weight::F32(w),
+            // Refused before loading (f16 is for GPUs); f32 is the safe reading if it ever gets here.
+            Dtype::F32 | Dtype::F16 => Weight::F32(w),
             Dtype::Bf16 => Weight::Bf16(PackedBf16::pack(&w, out, inp)),
         }
     }

@@ -40,6 +40,8 @@ pub enum Dtype {
     /// Weights rounded to bf16, sums kept in f32: faster, cosine >= 0.999 to f32. On CPU it needs AVX512_BF16
     /// (`packed::bf16_supported()`); on GPUs candle computes in bf16.
     Bf16,
+    /// Weights and compute in f16: the default on Metal (candle path only).
+    F16,
 }
 
 impl Dtype {
@@ -47,13 +49,25 @@ impl Dtype {
         match name {
             "f32" | "float32" => Ok(Dtype::F32),
             "bf16" | "bfloat16" => Ok(Dtype::Bf16),
-            other => Err(Error::invalid_input(format!("dtype must be 'f32' or 'bf16', not {other:?}"))),
+            "f16" | "float16" => Ok(Dtype::F16),
+            other => Err(Error::invalid_input(format!("dtype must be 'f32', 'bf16' or 'f16', not {other:?}"))),
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Dtype::F32 => "f32",
             Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    /// What a device computes in unless told otherwise: f32 on CPU (exact parity), bf16 on CUDA (tensor
+    /// cores, f32's range), f16 on Metal (its bf16 support varies by chip).
+    pub fn default_for(device: &Device) -> Self {
+        match device {
+            Device::Cpu => Dtype::F32,
+            Device::Cuda(_) => Dtype::Bf16,
+            Device::Metal(_) => Dtype::F16,
         }
     }
 }
@@ -126,6 +140,9 @@ impl Embedder {
             .unwrap_or_default();
         // The hand-written CPU path covers the BERT family; ModernBERT runs on candle everywhere.
         let fast = device.is_cpu() && kernels == Kernels::Fast && model_type != "modernbert";
+        if dtype == Dtype::F16 && device.is_cpu() {
+            return Err(Error::invalid_input("dtype 'f16' is for GPUs; on CPU use 'f32' or 'bf16'"));
+        }
         if dtype == Dtype::Bf16 && device.is_cpu() {
             if !packed::bf16_supported() {
                 return Err(Error::device_unavailable(
@@ -192,7 +209,11 @@ impl Embedder {
         // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
         // what any loader can defend against, and the same holds for every mmap-based loader.
         // The fast CPU path reads f32 and packs bf16 itself; candle converts to its compute type on load.
-        let load_dtype = if dtype == Dtype::Bf16 && !fast { DType::BF16 } else { DType::F32 };
+        let load_dtype = match dtype {
+            Dtype::Bf16 if !fast => DType::BF16,
+            Dtype::F16 => DType::F16,
+            _ => DType::F32,
+        };
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
         let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
