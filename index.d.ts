@@ -156,6 +156,8 @@ export interface ServiceStatus {
   device: string | null
   /** The number format the loaded model computes in ('f32', 'bf16', 'f16'), else null. */
   dtype: 'f32' | 'bf16' | 'f16' | null
+  /** The prompt names the loaded model accepts (for `embed`'s `prompt`); empty until it has loaded. */
+  prompts: string[]
   dimensions: number | null
   /** Requests waiting to start, per priority. */
   queued: { query: number; index: number }
@@ -211,6 +213,12 @@ export declare class EmbeddingService {
    * or `ERR_INTERNAL`. A rejected call leaves the service usable for the next one.
    */
   embed(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>
+
+  /**
+   * `embed`, also giving each text's token count after truncation (special tokens and any prompt included),
+   * the number sentence-transformers' tokenizer gives.
+   */
+  embedDetailed(texts: string[], options?: EmbedOptions): Promise<{ vectors: Float32Array[]; tokenCounts: number[] }>
 
   /** The embedding size once the model has loaded, else `null`. */
   readonly dimensions: number | null

@@ -98,6 +98,10 @@ function createEmbeddingService(binding) {
     }
 
     embed(texts, options) {
+      return this.embedDetailed(texts, options).then((r) => r.vectors)
+    }
+
+    embedDetailed(texts, options) {
       let signal
       let onProgress
       if (options !== undefined && options !== null) {
@@ -126,9 +130,9 @@ function createEmbeddingService(binding) {
         if (signal) signal.removeEventListener('abort', onAbort)
       }
       return promise.then(
-        (vectors) => {
+        (result) => {
           finish()
-          return vectors
+          return result
         },
         (err) => {
           finish()
@@ -160,6 +164,7 @@ function createEmbeddingService(binding) {
         modelLoaded: s.modelLoaded,
         device: s.device ?? null,
         dtype: s.dtype ?? null,
+        prompts: s.prompts,
         dimensions: s.dimensions ?? null,
         queued: { query: s.queued.query, index: s.queued.index },
         activeRequests: s.activeRequests,

@@ -7,6 +7,7 @@ import binding, {
   type ProgressEvent,
   type ServiceStatus,
 } from '../index.js'
+import { NativeEmbeddingBackend, type EmbeddingVector, type HealthCheck } from '../daemon.js'
 
 describe('index.d.ts', () => {
   it('describes the constructor, embed, dimensions and close', () => {
@@ -27,6 +28,18 @@ describe('index.d.ts', () => {
     ).toEqualTypeOf<Promise<string>>()
     // @ts-expect-error model must be a string
     EmbeddingService.isModelCached(3)
+  })
+
+  it('describes the daemon adapter', () => {
+    const backend = new NativeEmbeddingBackend({ model: 'm', threads: 2 })
+    expectTypeOf(backend.generateEmbeddings([{ content: 'a', chunkIndex: 0 }])).toEqualTypeOf<Promise<EmbeddingVector[]>>()
+    expectTypeOf(backend.healthCheck()).toEqualTypeOf<HealthCheck>()
+    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'onnx'>()
+    expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number | null>()
+    // @ts-expect-error text types are 'passage' or 'query'
+    void backend.generateEmbeddings([], 'document')
+    // @ts-expect-error chunks need chunkIndex
+    void backend.generateEmbeddings([{ content: 'a' }])
   })
 
   it('rejects what the API rejects', () => {

@@ -293,6 +293,12 @@ impl Sink for JsSink {
 }
 
 #[napi(object)]
+pub struct JsEmbeddings {
+    pub vectors: Vec<Float32Array>,
+    pub token_counts: Vec<u32>,
+}
+
+#[napi(object)]
 pub struct JsQueued {
     pub query: u32,
     pub index: u32,
@@ -304,6 +310,7 @@ pub struct JsStatus {
     pub model_loaded: bool,
     pub device: Option<String>,
     pub dtype: Option<String>,
+    pub prompts: Vec<String>,
     pub dimensions: Option<u32>,
     pub queued: JsQueued,
     pub active_requests: u32,
@@ -350,20 +357,24 @@ impl NativeEmbeddingService {
         built.map(|inner| NativeEmbeddingService { inner, mailbox }).map_err(|e| to_js(&env, &e))
     }
 
-    /// Returns `{ id, promise }`; the promise resolves to one `Float32Array` per text.
+    /// Returns `{ id, promise }`; the promise resolves to `{ vectors, tokenCounts }`: one `Float32Array` and
+    /// one token count per text.
     #[napi(catch_unwind)]
     pub fn embed<'e>(&self, env: &'e Env, texts: Unknown, options: Option<Unknown>) -> napi::Result<Object<'e>> {
         let (deferred, promise) = env.create_deferred()?;
         let request = texts_from_js(texts).and_then(|t| Ok((t, embed_options(options)?)));
-        let settle = move |result: Result<Vec<Vec<f32>>>| {
+        let settle = move |result: Result<crate::Embeddings>| {
             deferred.resolve(move |env: Env| match result {
                 // Each Vec becomes the backing store of its Float32Array: no copy, no per-number conversion.
-                Ok(vectors) => Ok(vectors.into_iter().map(Float32Array::new).collect::<Vec<_>>()),
+                Ok(e) => Ok(JsEmbeddings {
+                    vectors: e.vectors.into_iter().map(Float32Array::new).collect(),
+                    token_counts: e.token_counts.into_iter().map(|n| n as u32).collect(),
+                }),
                 Err(e) => Err(to_js(&env, &e)),
             })
         };
         let id = match request {
-            Ok((texts, options)) => self.inner.embed(texts, options, Box::new(move |r| settle(r.map(|e| e.vectors)))),
+            Ok((texts, options)) => self.inner.embed(texts, options, Box::new(settle)),
             Err(e) => {
                 settle(Err(e));
                 0
@@ -410,6 +421,7 @@ impl NativeEmbeddingService {
             model_loaded: s.model_loaded,
             device: s.device,
             dtype: s.dtype.map(str::to_string),
+            prompts: s.prompts,
             dimensions: s.dimensions.map(|d| d as u32),
             queued: JsQueued { query: s.queued_query as u32, index: s.queued_index as u32 },
             active_requests: s.active_requests as u32,

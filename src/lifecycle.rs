@@ -117,6 +117,8 @@ pub struct Core {
     pub device: Option<String>,
     /// The number format the loaded model computes in ("f32", "bf16", "f16").
     pub dtype: Option<&'static str>,
+    /// The loaded model's prompt names.
+    pub prompts: Vec<String>,
 }
 
 /// A snapshot for `status()`.
@@ -126,6 +128,8 @@ pub struct ServiceStatus {
     pub model_loaded: bool,
     pub device: Option<String>,
     pub dtype: Option<&'static str>,
+    /// The prompt names the model accepts (known once it has loaded).
+    pub prompts: Vec<String>,
     pub dimensions: Option<usize>,
     pub queued_query: usize,
     pub queued_index: usize,
@@ -191,6 +195,7 @@ impl Shared {
                 dimensions: None,
                 device: None,
                 dtype: None,
+                prompts: Vec::new(),
             }),
             worker_wake: Condvar::new(),
             watchdog_wake: Condvar::new(),
@@ -365,6 +370,7 @@ impl Shared {
             model_loaded: core.model_loaded,
             device: core.device.clone(),
             dtype: core.dtype,
+            prompts: core.prompts.clone(),
             dimensions: core.dimensions,
             queued_query: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Query).count(),
             queued_index: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Index).count(),

@@ -134,6 +134,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
                     core.dimensions = Some(loaded.embedder.dimensions());
                     core.device = Some(name);
                     core.dtype = Some(loaded.dtype.as_str());
+                    core.prompts = loaded.embedder.prompt_names();
                     model = Some(loaded);
                     if core.state != State::Closed {
                         core.state = State::Ready;

@@ -1,0 +1,8 @@
+// ESM entry of the daemon adapter: the same class as require('embedding-service/daemon').
+import { createRequire } from 'node:module'
+
+const require = createRequire(import.meta.url)
+const adapter = require('./daemon.js')
+
+export const { NativeEmbeddingBackend, DEFAULT_MODEL } = adapter
+export default adapter
