@@ -6,7 +6,13 @@ const path = require('node:path')
 const { platformName } = require('./platform.js')
 
 const name = platformName()
-const candidates = [path.join(__dirname, `embedding-service.${name}.node`), `embedding-service-${name}`]
+// A local build first; then the CUDA variant of the prebuilt package, which exists for linux-x64-gnu only and
+// is never installed unless asked for (`npm install embedding-service-linux-x64-gnu-cuda`); then the default.
+const candidates = [
+  path.join(__dirname, `embedding-service.${name}.node`),
+  `embedding-service-${name}-cuda`,
+  `embedding-service-${name}`,
+]
 const failures = []
 let binding = null
 for (const candidate of candidates) {
