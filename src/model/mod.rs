@@ -282,12 +282,57 @@ impl Embedder {
             .collect()
     }
 
+    /// Tokenises one text, truncated to `max_seq_length`. A text far longer than that is tokenised from a prefix
+    /// (`truncation_prefix`): a 10 MB text took seconds whole.
     fn encode_one(&self, text: &str) -> Result<Tokens> {
+        let enc = self.encode(self.truncation_prefix(text)?)?;
+        Ok(Tokens { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), skip: 0 })
+    }
+
+    fn encode(&self, text: &str) -> Result<tokenizers::Encoding> {
+        self.tokenizer
+            .encode_fast(text, true)
+            .map_err(|e| Error::invalid_input(format!("the tokenizer rejected a text: {e}")))
+    }
+
+    /// The shortest prefix of `text` (growing fourfold from a few kilobytes) whose truncated tokens are the
+    /// whole text's: one whose kept tokens fill `max_seq_length` and end before a whitespace that is still
+    /// inside the prefix. Tokenisers split text into words at whitespace before anything else, so the words
+    /// before that whitespace tokenise the same whatever follows. Text without such a break (a long run of CJK
+    /// for a SentencePiece model, one giant word) is tokenised whole.
+    pub fn truncation_prefix<'t>(&self, text: &'t str) -> Result<&'t str> {
+        let mut limit = self.config.max_seq_length * 16;
+        while limit < text.len() {
+            let mut cut = limit;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let enc = self.encode(&text[..cut])?;
+            if enc.len() >= self.config.max_seq_length {
+                let kept_end = enc
+                    .get_offsets()
+                    .iter()
+                    .zip(enc.get_special_tokens_mask())
+                    .filter(|(_, &special)| special == 0)
+                    .map(|(o, _)| o.1)
+                    .max()
+                    .unwrap_or(0);
+                if kept_end < cut && text.is_char_boundary(kept_end) && text[kept_end..cut].contains(char::is_whitespace) {
+                    return Ok(&text[..cut]);
+                }
+            }
+            limit *= 4;
+        }
+        Ok(text)
+    }
+
+    /// Tokenises without the long-text shortcut (for tests that check the shortcut changes nothing).
+    pub fn encode_whole(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .tokenizer
             .encode_fast(text, true)
             .map_err(|e| Error::invalid_input(format!("the tokenizer rejected a text: {e}")))?;
-        Ok(Tokens { ids: enc.get_ids().to_vec(), type_ids: enc.get_type_ids().to_vec(), skip: 0 })
+        Ok(enc.get_ids().to_vec())
     }
 
     /// Embeds one batch of tokenised texts; returns one vector per input, in input order.
