@@ -42,7 +42,7 @@ impl Lanes {
     }
 
     /// The request to run one step of next.
-    pub fn next(&mut self) -> Option<u64> {
+    pub fn next_to_run(&mut self) -> Option<u64> {
         let take_query = !self.query.is_empty() && (self.index.is_empty() || self.query_streak < MAX_QUERY_STREAK);
         if take_query {
             self.query_streak += 1;
@@ -90,13 +90,13 @@ mod tests {
         let mut l = Lanes::default();
         l.push(1, Priority::Index);
         l.push(2, Priority::Index);
-        assert_eq!(l.next(), Some(1));
+        assert_eq!(l.next_to_run(), Some(1));
         l.push(10, Priority::Query);
         l.push_front(1, Priority::Index); // request 1 has more batches
-        assert_eq!(l.next(), Some(10));
-        assert_eq!(l.next(), Some(1));
-        assert_eq!(l.next(), Some(2));
-        assert_eq!(l.next(), None);
+        assert_eq!(l.next_to_run(), Some(10));
+        assert_eq!(l.next_to_run(), Some(1));
+        assert_eq!(l.next_to_run(), Some(2));
+        assert_eq!(l.next_to_run(), None);
     }
 
     #[test]
@@ -106,7 +106,7 @@ mod tests {
         let mut served = Vec::new();
         for q in 1..=20 {
             l.push(q, Priority::Query);
-            let id = l.next().unwrap();
+            let id = l.next_to_run().unwrap();
             served.push(id);
             if id == 0 {
                 break;

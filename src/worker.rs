@@ -169,7 +169,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
         }
 
         // One step of the next request.
-        if let (Some(loaded), Some(id)) = (model.as_ref(), core.lanes.next()) {
+        if let (Some(loaded), Some(id)) = (model.as_ref(), core.lanes.next_to_run()) {
             let Some(mut work) = core.works.remove(&id) else { continue };
             core.on_worker = Some(id);
             core.state = State::Working;

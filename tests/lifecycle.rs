@@ -183,14 +183,15 @@ fn a_stalled_worker_is_reported_failed_and_replaced() {
 #[test]
 fn slow_batches_that_keep_reporting_progress_are_never_failed() {
     let (svc, rec, _rx) = recorded_service(|o| {
-        o.faults.stall = Some(Duration::from_millis(60));
-        o.stall_warning = Duration::from_millis(100);
-        o.stall_timeout = Duration::from_millis(200);
+        o.faults.stall = Some(Duration::from_millis(40));
+        o.stall_warning = Duration::from_millis(400);
+        o.stall_timeout = Duration::from_millis(800);
         o.limits.max_batch_size = 2;
     });
-    // 10 batches of 60+ ms each: 600+ ms in all, three times the stall timeout.
-    let got = svc.embed_blocking(many(20), EmbedOptions::default()).unwrap();
-    assert_eq!(got.vectors.len(), 20);
+    // 30 batches of 40+ ms each: 1.2+ s in all, longer than the stall timeout, while each batch
+    // stays ten times inside the warning so a loaded machine cannot fake a stall.
+    let got = svc.embed_blocking(many(60), EmbedOptions::default()).unwrap();
+    assert_eq!(got.vectors.len(), 60);
     let stalls = rec.all.lock().unwrap().iter().filter(|e| matches!(e.status, Status::StallWarning | Status::Stalled)).count();
     assert_eq!(stalls, 0);
 }

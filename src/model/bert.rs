@@ -131,7 +131,7 @@ impl BertConfig {
         if self.num_hidden_layers == 0 {
             return bad("num_hidden_layers is 0; the model has no layers".into());
         }
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not a positive multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -63,7 +63,7 @@ pub fn config(raw: &Value) -> Result<Config> {
         classifier_config: None,
     };
     let heads = config.num_attention_heads;
-    if config.hidden_size == 0 || heads == 0 || config.hidden_size % heads != 0 || config.global_attn_every_n_layers == 0 {
+    if config.hidden_size == 0 || heads == 0 || !config.hidden_size.is_multiple_of(heads) || config.global_attn_every_n_layers == 0 {
         return Err(Error::model_invalid(format!(
             "config.json: hidden_size {} must be a positive multiple of num_attention_heads {heads}, and \
              global_attn_every_n_layers positive",

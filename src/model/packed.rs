@@ -244,6 +244,24 @@ impl PackedF32 {
     }
 }
 
+/// Calls the const-generic tile kernel `$kernel::<R>` for a runtime row count `r` in 1..=MR: the row count must
+/// be a constant so each tile's accumulators stay in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! with_rows {
+    ($r:expr, $kernel:ident, $args:expr) => {
+        match $r {
+            8 => x86::$kernel::<8>($args),
+            7 => x86::$kernel::<7>($args),
+            6 => x86::$kernel::<6>($args),
+            5 => x86::$kernel::<5>($args),
+            4 => x86::$kernel::<4>($args),
+            3 => x86::$kernel::<3>($args),
+            2 => x86::$kernel::<2>($args),
+            _ => x86::$kernel::<1>($args),
+        }
+    };
+}
+
 /// `dst[m×n] (+)= a[m×k] · wᵀ` with packed f32 weights: the same sums as `kernels::matmul_bt` in another
 /// order. Each weight is read once per 8 rows, so a short query streams the weights at full speed instead of
 /// re-reading its activations for every weight row. Panics unless `f32_supported()`.
@@ -274,16 +292,7 @@ pub fn matmul_bt_f32(
         unsafe {
             let out = dst_ptr.get().add(t * dst_row_stride + p * NR);
             let args = (a[t * a_row_stride..].as_ptr(), a_row_stride, panel.as_ptr(), k, out, dst_row_stride, NR.min(n - p * NR), accumulate);
-            match r {
-                8 => x86::tile_f32::<8>(args),
-                7 => x86::tile_f32::<7>(args),
-                6 => x86::tile_f32::<6>(args),
-                5 => x86::tile_f32::<5>(args),
-                4 => x86::tile_f32::<4>(args),
-                3 => x86::tile_f32::<3>(args),
-                2 => x86::tile_f32::<2>(args),
-                _ => x86::tile_f32::<1>(args),
-            }
+            with_rows!(r, tile_f32, args)
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (t, r, panel, accumulate, dst_ptr);
@@ -311,16 +320,7 @@ unsafe fn tile(
     {
         debug_assert!(a.len() >= (r - 1) * row16 + 2 * pairs && panel.len() >= pairs * NR * 2);
         let args = (a.as_ptr(), row16, panel.as_ptr(), pairs, out, out_row_stride, cols, accumulate);
-        match r {
-            8 => x86::tile::<8>(args),
-            7 => x86::tile::<7>(args),
-            6 => x86::tile::<6>(args),
-            5 => x86::tile::<5>(args),
-            4 => x86::tile::<4>(args),
-            3 => x86::tile::<3>(args),
-            2 => x86::tile::<2>(args),
-            _ => x86::tile::<1>(args),
-        }
+        with_rows!(r, tile, args)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
