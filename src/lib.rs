@@ -31,5 +31,9 @@ pub use worker::FaultInjection;
 /// Candle allocates a fresh buffer for every intermediate tensor. With the system allocator the large ones
 /// are mmap'd and unmapped each time, so every forward pass pays page faults on tens of megabytes; mimalloc
 /// keeps and reuses them. Rust allocations only: Node's own heap is untouched.
+///
+/// mimalloc v2 (the `v2` feature), with local-dynamic TLS because the addon is a dlopen'd library: v3 crashed
+/// the process when the thread that first loaded the addon (a Node worker) had exited and another thread
+/// loaded it (`__test__/threads.test.mjs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
