@@ -126,7 +126,9 @@ impl CpuBert {
             return Err(Error::internal("the CPU encoder was given weights on another device"));
         }
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        // Grown layer by layer, not sized from config.json: a huge num_hidden_layers must fail at the first
+        // missing layer's weights, not abort the process on an impossible allocation (found by tests/fuzz.rs).
+        let mut layers = Vec::new();
         for n in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{n}"));
             let mut qkv_w = take(&l, "attention.self.query.weight", &[h, h])?;
