@@ -1,0 +1,193 @@
+// Soak: many requests, many load/unload cycles, a huge request and a long job under an event-loop monitor, on
+// one service, checking every vector against a serial run and the process's memory, threads and open files.
+//
+// Usage: node --expose-gc bench/soak.mjs [--requests 10000] [--cycles 50] [--huge 100000] [--job 2000]
+//          [--model DIR] [--max-rss-growth-mb 8] [--json]
+// Exit status 1 when a request fails unexpectedly, a vector differs from the serial run, or memory, threads or
+// open files grow past the limits after the first load/unload cycle. The event-loop delay is reported with its
+// goal (p99 < 10 ms) but does not decide the exit status: it is a timing figure on a shared machine.
+import fs from 'node:fs'
+import path from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const { EmbeddingService } = createRequire(import.meta.url)(root)
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i < 0 ? fallback : process.argv[i + 1]
+}
+const opts = {
+  requests: Number(arg('requests', 10_000)),
+  cycles: Number(arg('cycles', 50)),
+  huge: Number(arg('huge', 100_000)),
+  job: Number(arg('job', 2000)),
+  model: arg('model', path.join(root, 'fixtures/models/all-MiniLM-L6-v2')),
+  maxRssGrowthMb: Number(arg('max-rss-growth-mb', 8)),
+  json: process.argv.includes('--json'),
+}
+if (typeof global.gc !== 'function') throw new Error('run with node --expose-gc')
+const log = (line) => opts.json || process.stderr.write(`${line}\n`)
+
+const linux = process.platform === 'linux'
+const count = (dir) => (linux ? fs.readdirSync(dir).length : null)
+const fdTargets = () =>
+  linux ? fs.readdirSync('/proc/self/fd').map((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`) } catch { return '?' } }) : []
+async function snapshot() {
+  // Let finalizers and the worker's frees run, then read.
+  for (let i = 0; i < 3; i++) {
+    global.gc()
+    await new Promise((r) => setImmediate(r))
+  }
+  const mb = (bytes) => +(bytes / 2 ** 20).toFixed(1)
+  const memory = process.memoryUsage()
+  return {
+    rssMb: mb(memory.rss),
+    jsHeapMb: mb(memory.heapTotal),
+    externalMb: mb(memory.external),
+    threads: count('/proc/self/task'),
+    openFiles: count('/proc/self/fd'),
+    fds: fdTargets(),
+  }
+}
+
+function prng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const random = prng(2026)
+const sameVector = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 1e-6)
+
+const words = 'the service embeds every chunk of text the daemon indexes while queries arrive from the search client'.split(' ')
+const pool = Array.from({ length: 400 }, (_, i) =>
+  Array.from({ length: 3 + ((i * 7) % 60) }, (_, j) => words[(i + j * 3) % words.length]).join(' ') + ` #${i}`)
+
+const report = { options: opts, problems: [] }
+const problem = (p) => {
+  report.problems.push(p)
+  log(`PROBLEM: ${p}`)
+}
+
+// Node sets up its stderr stream on the first write (one more open file): write before any baseline is read.
+log(`soak: ${JSON.stringify(opts)}`)
+const svc = new EmbeddingService({ model: opts.model, keepAliveMs: 60_000, maxBatchSize: 32 })
+const started = Date.now()
+
+// Serial reference for every text in the pool.
+const serial = new Map()
+for (const t of pool) serial.set(t, (await svc.embed([t]))[0])
+
+// The first load/unload cycle is the baseline: what a service holds once it has run.
+await svc.unload()
+await svc.load()
+await svc.unload()
+report.afterFirstCycle = await snapshot()
+log(`after the first cycle: ${JSON.stringify({ ...report.afterFirstCycle, fds: undefined })}`)
+
+// 1. Requests: 16 in flight at a time, queries and index jobs, some aborted.
+const served = { query: 0, index: 0, aborted: 0, texts: 0, mismatched: 0 }
+let next = 0
+async function client() {
+  while (next < opts.requests) {
+    next++
+    const query = random() < 0.5
+    const n = query ? 1 + Math.floor(random() * 3) : 4 + Math.floor(random() * 29)
+    const texts = Array.from({ length: n }, () => pool[Math.floor(random() * pool.length)])
+    const abort = random() < 0.05 ? new AbortController() : null
+    const request = svc.embed(texts, { priority: query ? 'query' : 'index', signal: abort?.signal })
+    if (abort) setTimeout(() => abort.abort(), Math.floor(random() * 10))
+    try {
+      const vectors = await request
+      served[query ? 'query' : 'index']++
+      served.texts += n
+      vectors.forEach((v, i) => sameVector(v, serial.get(texts[i])) || served.mismatched++)
+    } catch (e) {
+      if (abort && e.code === 'ERR_ABORTED') served.aborted++
+      else problem(`request failed: ${e.code} ${e.message}`)
+    }
+  }
+}
+let t0 = Date.now()
+await Promise.all(Array.from({ length: 16 }, client))
+report.requests = { ...served, seconds: (Date.now() - t0) / 1000 }
+if (served.mismatched) problem(`${served.mismatched} vectors differ from the serial run`)
+log(`requests: ${JSON.stringify(report.requests)}`)
+
+// 2. The event loop during a long job: the loop only receives progress events; inference is on the worker.
+// Each phase is a function: a top-level await would keep its vectors alive to the end of the script.
+async function eventLoopPhase() {
+  const job = Array.from({ length: opts.job }, (_, i) => pool[i % pool.length])
+  await svc.load()
+  const histogram = monitorEventLoopDelay({ resolution: 1 })
+  histogram.enable()
+  let events = 0
+  t0 = Date.now()
+  const vectors = await svc.embed(job, { onProgress: () => events++ })
+  histogram.disable()
+  const ms = (ns) => +(ns / 1e6).toFixed(2)
+  report.eventLoop = {
+    texts: vectors.length,
+    seconds: (Date.now() - t0) / 1000,
+    progressEvents: events,
+    p50Ms: ms(histogram.percentile(50)),
+    p99Ms: ms(histogram.percentile(99)),
+    maxMs: ms(histogram.max),
+    goal: 'p99 < 10 ms',
+  }
+  report.eventLoop.met = report.eventLoop.p99Ms < 10
+  log(`event loop during a ${opts.job}-text job: ${JSON.stringify(report.eventLoop)}`)
+}
+if (opts.job > 0) await eventLoopPhase()
+
+// 3. One huge request.
+async function hugePhase() {
+  const huge = Array.from({ length: opts.huge }, (_, i) => pool[i % pool.length])
+  t0 = Date.now()
+  const vectors = await svc.embed(huge)
+  let mismatched = 0
+  for (let i = 0; i < huge.length; i += 997) sameVector(vectors[i], serial.get(huge[i])) || mismatched++
+  report.huge = { texts: vectors.length, seconds: (Date.now() - t0) / 1000, mismatched }
+  if (vectors.length !== opts.huge || mismatched) problem(`huge request: ${vectors.length} vectors, ${mismatched} differ`)
+  log(`huge request: ${JSON.stringify(report.huge)}`)
+}
+if (opts.huge > 0) await hugePhase()
+await svc.unload()
+report.beforeCycles = await snapshot()
+log(`unloaded, before the cycles: ${JSON.stringify({ ...report.beforeCycles, fds: undefined })}`)
+
+// 4. Load/unload cycles, each serving a query in between. They come last: result vectors are freed by JS's
+// collector on this thread into the worker's allocator heap, which reclaims them when it next runs (each cycle's
+// unload collects). Measured right after the huge request, resident memory still holds its results.
+t0 = Date.now()
+for (let c = 0; c < opts.cycles; c++) {
+  global.gc()
+  await svc.load()
+  const [v] = await svc.embed([pool[c]], { priority: 'query' })
+  if (!sameVector(v, serial.get(pool[c]))) problem(`cycle ${c}: vector differs`)
+  await svc.unload()
+}
+report.cycles = { count: opts.cycles, seconds: (Date.now() - t0) / 1000, status: svc.status() }
+log(`cycles: ${opts.cycles} in ${report.cycles.seconds} s; loads ${svc.status().loadCount}, unloads ${svc.status().unloadCount}`)
+
+await svc.unload()
+report.end = await snapshot()
+await svc.close()
+report.afterClose = await snapshot()
+report.seconds = (Date.now() - started) / 1000
+const base = report.afterFirstCycle
+const growth = +(report.end.rssMb - base.rssMb).toFixed(1)
+report.rssGrowthMb = growth
+if (growth > opts.maxRssGrowthMb) problem(`resident memory grew ${growth} MB after the first cycle (limit ${opts.maxRssGrowthMb})`)
+if (linux && report.end.threads > base.threads) problem(`threads grew from ${base.threads} to ${report.end.threads}`)
+if (linux && report.end.openFiles > base.openFiles) problem(`open files grew from ${base.openFiles} to ${report.end.openFiles}`)
+const brief = (s) => JSON.stringify({ ...s, fds: undefined })
+log(`end (unloaded): ${brief(report.end)}; after close: ${brief(report.afterClose)}; RSS growth ${growth} MB`)
+log(report.problems.length ? `FAILED: ${report.problems.length} problems` : 'soak passed')
+if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`)
+process.exitCode = report.problems.length ? 1 : 0
