@@ -204,7 +204,8 @@ export declare class EmbeddingService {
    * Embeds texts; resolves to one `Float32Array` per text, in input order, each of length `dimensions`
    * (normalised when the model ends with a Normalize module). The vector of a text does not depend on which
    * other texts share the call. Texts longer than the model's `max_seq_length` are truncated by tokens.
-   * An empty array resolves to an empty array; an empty string still gets a vector.
+   * An empty array resolves to an empty array; an empty string still gets a vector. There is no limit on
+   * the number of texts (100,000 in one call are tested); memory is the texts plus the results.
    *
    * Never blocks the event loop: texts are queued to the worker thread and the promise settles from there.
    * Loads the model first if it is not loaded. Rejects with `ERR_INVALID_INPUT` (not an array of strings,

@@ -113,3 +113,30 @@ describe('a huge request', () => {
     await svc.close()
   })
 })
+
+describe('a slow progress callback', () => {
+  // The worker never waits for JS: events queue in a bounded mailbox (a full one coalesces routine progress),
+  // and a callback that takes 10 ms per event only delays its own deliveries.
+  it('blocks only itself: the job finishes correctly, progress stays ordered and ends at the total', async () => {
+    const model = path.join(fixtures, 'reference', 'tiny-xlmr-cls', 'model')
+    const svc = new EmbeddingService({ model, threads: 1, maxBatchSize: 2 })
+    const many = Array.from({ length: 600 }, (_, i) => `chunk ${i} ${'word '.repeat(i % 13)}`)
+    const seen = []
+    const busy = (ms) => {
+      const end = performance.now() + ms
+      while (performance.now() < end);
+    }
+    const vectors = await svc.embed(many, {
+      onProgress: (e) => {
+        seen.push(e)
+        busy(10)
+      },
+    })
+    const progress = seen.filter((e) => e.status === 'processing_embeddings').map((e) => e.current)
+    expect(progress).toEqual([...progress].sort((a, b) => a - b))
+    expect(progress.at(-1)).toBe(600)
+    expect(seen.at(-1).status).toBe('completed')
+    for (const i of [0, 299, 599]) expect(maxAbsDiff(vectors[i], (await svc.embed([many[i]]))[0])).toBeLessThanOrEqual(1e-6)
+    await svc.close()
+  })
+})

@@ -193,3 +193,28 @@ describe('a service dropped or closed with requests in flight', () => {
     expect(minCosine(await bystanderWork, minilm.embeddings.slice(0, 8))).toBeGreaterThanOrEqual(0.99999)
   })
 })
+
+describe('several services and concurrent lifecycle calls', () => {
+  const { EmbeddingService } = createRequire(import.meta.url)(root)
+
+  it('load() twice at once loads the model once; unload() twice at once unloads it once', async () => {
+    const svc = new EmbeddingService({ model: minilmDir(), threads: 1 })
+    await Promise.all([svc.load(), svc.load(), svc.load()])
+    expect(svc.status()).toMatchObject({ state: 'ready', loadCount: 1 })
+    await Promise.all([svc.unload(), svc.unload()])
+    expect(svc.status()).toMatchObject({ state: 'unloaded', unloadCount: 1 })
+    await svc.close()
+  })
+
+  it('eight services on the same model at once give the same vectors, and closing one leaves the rest working', async () => {
+    const sample = texts().slice(0, 8)
+    const want = minilm.embeddings.slice(0, 8)
+    const services = Array.from({ length: 8 }, () => new EmbeddingService({ model: minilmDir(), threads: 1 }))
+    const first = await Promise.all(services.map((s) => s.embed(sample)))
+    for (const vectors of first) expect(minCosine(vectors, want)).toBeGreaterThanOrEqual(0.99999)
+    await services[0].close()
+    const rest = await Promise.all(services.slice(1).map((s) => s.embed(sample.slice(0, 2))))
+    for (const vectors of rest) expect(minCosine(vectors, want.slice(0, 2))).toBeGreaterThanOrEqual(0.99999)
+    await Promise.all(services.slice(1).map((s) => s.close()))
+  })
+})
