@@ -4,18 +4,10 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { createRequire } from 'node:module'
 import { minilmDir, root, texts, fixtures } from './helpers.mjs'
+import { prng } from '../bench/random.mjs'
 
 const { EmbeddingService } = createRequire(import.meta.url)(root)
 
-/** A small deterministic PRNG (mulberry32), so a failing mix can be replayed from its seed. */
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const maxAbsDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0)
 

@@ -11,6 +11,7 @@ import path from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { prng } from './random.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { EmbeddingService } = createRequire(import.meta.url)(root)
@@ -53,14 +54,6 @@ async function snapshot() {
   }
 }
 
-function prng(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const random = prng(2026)
 const sameVector = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 1e-6)
 
