@@ -90,8 +90,9 @@ describe('worker_threads', () => {
       ;(async () => {
         for (let i = 0; i < 3; i++) {
           const w = new Worker(code, { eval: true, workerData: { root: ${JSON.stringify(root)}, model: ${JSON.stringify(minilmDir())}, texts: ['round ' + i] } })
+          const exited = new Promise((r) => w.on('exit', r))
           const m = await new Promise((resolve, reject) => { w.on('message', (m) => m.vectors && resolve(m)); w.on('error', reject) })
-          await new Promise((r) => w.on('exit', r))
+          await exited
           process.stderr.write(m.vectors[0].length + ' ')
         }
       })()`

@@ -8,5 +8,5 @@ node scripts/fetch-test-model.mjs
 host="$(rustc -vV | sed -n 's/^host: //p')"
 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/asan}" \
-  cargo +nightly test --release --target "$host" \
+  cargo +nightly test --release --target "$host" --no-fail-fast \
   --lib --test lifecycle --test corrupt_models --test long_texts --test parity --test fuzz "$@"
