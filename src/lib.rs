@@ -35,5 +35,18 @@ pub use worker::FaultInjection;
 /// mimalloc v2 (the `v2` feature), with local-dynamic TLS because the addon is a dlopen'd library: v3 crashed
 /// the process when the thread that first loaded the addon (a Node worker) had exited and another thread
 /// loaded it (`__test__/threads.test.mjs`).
+///
+/// The `system-allocator` feature turns it off, for AddressSanitizer (`npm run sanitize`): ASan watches the
+/// system allocator, and would not see inside mimalloc's pages.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Hands the calling thread's free allocator pages back to the OS (the system allocator does its own).
+pub(crate) fn release_free_memory() {
+    // SAFETY: mi_collect only walks the calling thread's heap and the process's abandoned pages.
+    #[cfg(not(feature = "system-allocator"))]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    }
+}

@@ -293,7 +293,7 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, dtype, config.threads)?;
     embedder.adopt_known_prompts(&config.source.model);
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
-    unsafe { libmimalloc_sys::mi_collect(true) };
+    crate::release_free_memory();
     stage(3, "model loaded");
     Ok((Loaded { embedder, device, dtype }, name))
 }
@@ -306,7 +306,7 @@ fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {
     // that owns them; after an unload those threads go idle. Return them now, on every thread that computed.
     let collect = || {
         crate::model::cpu_bert::release_thread_scratch();
-        unsafe { libmimalloc_sys::mi_collect(true) }
+        crate::release_free_memory()
     };
     if let Some(pool) = pool {
         pool.broadcast(|_| collect());
