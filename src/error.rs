@@ -74,13 +74,18 @@ impl Error {
 
     /// Turns a caught panic payload into an `ERR_INTERNAL` error that says what panicked.
     pub fn from_panic(context: &str, payload: &(dyn std::any::Any + Send)) -> Self {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_string());
+        let what = panic_message(payload);
         Self::internal(format!("internal error while {context}: {what} (this is a bug; please report it)"))
     }
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 impl fmt::Display for Error {

@@ -62,6 +62,12 @@ fn corrupt_files_are_named_with_the_problem() {
     expect_invalid(broken("empty-weights", |d| std::fs::write(d.join("model.safetensors"), b"").unwrap()), &["model.safetensors"]);
     expect_invalid(broken("config-not-json", |d| std::fs::write(d.join("config.json"), b"{ not json").unwrap()), &["config.json"]);
     expect_invalid(broken("tokenizer-not-json", |d| std::fs::write(d.join("tokenizer.json"), b"[1, 2").unwrap()), &["tokenizer.json"]);
+    // tokenizers 0.23 panics on this one (an unwrap in its decoder's deserializer); found by tests/fuzz.rs.
+    let cut_tokenizer = |d: &Path| {
+        let bytes = std::fs::read(d.join("tokenizer.json")).unwrap();
+        std::fs::write(d.join("tokenizer.json"), &bytes[..bytes.len() * 161 / 1000]).unwrap();
+    };
+    expect_invalid(broken("truncated-tokenizer", cut_tokenizer), &["tokenizer.json", "not JSON"]);
     expect_invalid(broken("pooling-not-json", |d| std::fs::write(d.join("1_Pooling/config.json"), b"nope").unwrap()), &["1_Pooling"]);
 }
 
@@ -74,6 +80,10 @@ fn configs_that_do_not_fit_are_refused() {
     expect_invalid(broken("vocab-mismatch", |d| edit_config(d, |c| c["vocab_size"] = 3.into())), &["model.safetensors"]);
     expect_invalid(broken("wrong-type", |d| edit_config(d, |c| c["hidden_size"] = "big".into())), &["config.json"]);
     expect_invalid(broken("unknown-arch", |d| edit_config(d, |c| c["model_type"] = "gpt2".into())), &["gpt2", "model_type"]);
+    // Found by tests/fuzz.rs: the first aborted the process on an allocation sized from config.json; the second
+    // failed at the first forward pass instead of at load.
+    expect_invalid(broken("huge-layers", |d| edit_config(d, |c| c["num_hidden_layers"] = u64::MAX.into())), &["model.safetensors"]);
+    expect_invalid(broken("pad-outside-vocab", |d| edit_config(d, |c| c["pad_token_id"] = 100_000.into())), &["pad_token_id"]);
     expect_invalid(broken("bad-activation", |d| edit_config(d, |c| c["hidden_act"] = "swishy".into())), &["swishy"]);
 }
 

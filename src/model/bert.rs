@@ -140,6 +140,10 @@ impl BertConfig {
         if self.vocab_size == 0 || self.intermediate_size == 0 || self.max_position_embeddings == 0 {
             return bad("vocab_size, intermediate_size and max_position_embeddings must be positive".into());
         }
+        // Padding and RoBERTa-style positions look this id up in the embedding tables (found by tests/fuzz.rs).
+        if let Some(pad) = self.pad_token_id.filter(|&p| p as usize >= self.vocab_size) {
+            return bad(format!("pad_token_id {pad} is not below vocab_size {}", self.vocab_size));
+        }
         Activation::parse(&self.hidden_act).map(|_| ())
     }
 }

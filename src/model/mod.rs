@@ -79,6 +79,20 @@ enum Encoder {
 }
 use st_config::{read_json_opt, SentenceConfig};
 
+/// Loads tokenizer.json, refusing a broken one with ERR_MODEL_INVALID. tokenizers 0.23 panics (an `unwrap`
+/// in its decoder deserializer) on some truncated files instead of returning an error (found by
+/// tests/fuzz.rs), so the JSON is checked first, and a panic that still escapes is turned into the same error.
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let invalid = |why: String| Error::model_invalid(format!("{} does not load: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_reader::<_, serde::de::IgnoredAny>(std::io::BufReader::new(file))
+        .map_err(|e| invalid(format!("not JSON: {e}")))?;
+    match std::panic::catch_unwind(|| Tokenizer::from_file(path)) {
+        Ok(loaded) => loaded.map_err(|e| invalid(e.to_string())),
+        Err(panic) => Err(invalid(crate::error::panic_message(panic.as_ref()))),
+    }
+}
+
 /// One text after tokenisation, ready for a forward pass.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -184,8 +198,7 @@ impl Embedder {
                 tokenizer_path.display()
             )));
         }
-        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| Error::model_invalid(format!("{} does not load: {e}", tokenizer_path.display())))?;
+        let mut tokenizer = load_tokenizer(&tokenizer_path)?;
         // The result is defined by max_seq_length, whatever padding or truncation tokenizer.json carries.
         tokenizer.with_padding(None);
         tokenizer

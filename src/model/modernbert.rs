@@ -34,6 +34,9 @@ fn count(raw: &Value, key: &str) -> Result<usize> {
 
 /// candle's ModernBERT config from either dialect of `config.json`; anything the implementation does not
 /// compute (biases, another activation) is refused rather than silently ignored.
+/// Above any released ModernBERT's context (8,192): a guard for the rotary tables' size.
+const MAX_POSITIONS: usize = 131_072;
+
 pub fn config(raw: &Value) -> Result<Config> {
     let rope = |layer_type: &str, legacy: &str, default: f64| {
         raw.pointer(&format!("/rope_parameters/{layer_type}/rope_theta")).and_then(Value::as_f64).or_else(|| number(raw, &[legacy])).unwrap_or(default)
@@ -62,6 +65,14 @@ pub fn config(raw: &Value) -> Result<Config> {
         local_rope_theta: rope("sliding_attention", "local_rope_theta", 10_000.0),
         classifier_config: None,
     };
+    // Rotary tables are sized from max_position_embeddings before any weight is read: refuse sizes no
+    // ModernBERT has, rather than abort on an impossible allocation (found by tests/fuzz.rs).
+    if config.max_position_embeddings > MAX_POSITIONS {
+        return Err(Error::model_invalid(format!(
+            "config.json: max_position_embeddings {} is above {MAX_POSITIONS}",
+            config.max_position_embeddings
+        )));
+    }
     let heads = config.num_attention_heads;
     if config.hidden_size == 0 || heads == 0 || !config.hidden_size.is_multiple_of(heads) || config.global_attn_every_n_layers == 0 {
         return Err(Error::model_invalid(format!(
@@ -83,6 +94,14 @@ impl ModernBertEncoder {
         } else {
             vb.rename_f(|name: &str| name.strip_prefix("model.").unwrap_or(name).to_string())
         };
+        // candle sizes its layer list from the config before reading weights: check the last layer is there.
+        let last = config.num_hidden_layers.saturating_sub(1);
+        if !vb.contains_tensor(&format!("model.layers.{last}.attn.Wqkv.weight")) {
+            return Err(Error::model_invalid(format!(
+                "config.json: num_hidden_layers is {}, but model.safetensors has no layer {last}",
+                config.num_hidden_layers
+            )));
+        }
         let device = vb.device().clone();
         let model = ModernBert::load(vb, &config)
             .map_err(|e| Error::model_invalid(format!("the weights do not fit the ModernBERT config: {e}")))?;
