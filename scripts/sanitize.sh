@@ -10,4 +10,4 @@ host="$(rustc -vV | sed -n 's/^host: //p')"
 RUSTFLAGS="-Zsanitizer=address" ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/asan}" \
   cargo +nightly test --release --target "$host" --no-fail-fast --features system-allocator \
-  --lib --test lifecycle --test corrupt_models --test long_texts --test parity --test fuzz "$@"
+  --lib --test kernels --test lifecycle --test corrupt_models --test long_texts --test parity --test fuzz "$@"
