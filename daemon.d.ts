@@ -1,123 +1,211 @@
-// The daemon adapter: the embedding-backend contract of the indexing daemon, on top of EmbeddingService.
+// The indexing daemon's embedding backend (folder-mcp's `PythonEmbeddingService` contract), in process.
 // import { NativeEmbeddingBackend } from 'embedding-service/daemon'
-import type { DownloadProgress, EmbeddingServiceOptions } from './index.js'
+import type { EmbeddingServiceOptions, ProgressEvent } from './index.js'
 
-/** all-MiniLM-L6-v2, used when no `model` is given. */
-export declare const DEFAULT_MODEL: 'sentence-transformers/all-MiniLM-L6-v2'
-
+/** The daemon's TextChunk: only `content` and `chunkIndex` are read (its other fields are carried along). */
 export interface TextChunk {
   content: string
   chunkIndex: number
-  [key: string]: unknown
 }
 
 export interface EmbeddingVector {
   vector: number[]
   dimensions: number
+  /** The name the model was loaded by (`config.modelName`). */
   model: string
-  /** ISO 8601 in UTC (ends with Z). */
+  /** ISO 8601 in UTC. */
   createdAt: string
   /** `chunk_<position in this call>_<chunkIndex>`. */
   chunkId: string
   metadata: {
     generatedAt: string
     modelVersion: string
-    /** The text's real token count after truncation (special tokens and prompt included). */
+    /** The text's real token count after truncation (special tokens and prefix included). */
     tokensUsed: number
     confidence: 1
   }
 }
 
-/** `uninitialized` (before `initialize()` or after `shutdown()`), `idle` (model unloaded), `loading`,
- * `ready` (loaded, working or not), `unloading`, `error` (the last load failed). */
+/** `processBatch`'s element, as the daemon's `EmbeddingResult`. */
+export interface EmbeddingResult<C extends TextChunk = TextChunk> {
+  /** The chunk as given. */
+  chunk: C
+  embedding: EmbeddingVector
+  /** Milliseconds the call took. */
+  processingTime: number
+  success: true
+}
+
+/** `uninitialized` (before `initialize()` or after `shutdown()`), `idle` (no model loaded), `loading`, `ready`,
+ * `unloading`, `error` (the last load failed). */
 export type BackendState = 'uninitialized' | 'idle' | 'loading' | 'ready' | 'unloading' | 'error'
 
-export interface HealthCheck {
-  /** `healthy`: model loaded; `idle`: initialized, model unloaded (it reloads on demand); `degraded`: a job
-   * has reported no progress for `stallWarningMs`; `unhealthy`: not initialized, shut down, or failed to load. */
-  status: 'healthy' | 'degraded' | 'unhealthy' | 'idle'
+/** The daemon's HealthCheckResponse, plus the Python service's extra fields. */
+export interface HealthCheckResponse {
+  /** 'healthy' when a model is loaded; 'idle', 'loading' or 'unloading' otherwise; 'unhealthy' before
+   * `initialize()` or after a failed load. */
+  status: 'healthy' | 'idle' | 'loading' | 'unloading' | 'unhealthy'
+  state: BackendState | 'error'
+  loading_progress?: number
+  current_model?: string | null
   /** Whether the model is in memory now (read from the service, never assumed). */
   model_loaded: boolean
+  /** True when the model runs on CUDA or Metal. */
   gpu_available: boolean
+  /** This process's resident memory. */
   memory_usage_mb: number
   uptime_seconds: number
   /** Requests queued or running. */
   queue_size: number
-  state: BackendState
-  /** The loaded model's name, null when none is loaded. */
-  current_model: string | null
+  error?: string
 }
 
-export interface ModelConfig {
-  name: string
-  dimensions: number | null
-  device: string | null
-  dtype: 'f32' | 'bf16' | 'f16' | null
-  /** The model's prompt names; text types map onto `query` and `passage` (or `document`) when present. */
-  prompts: string[]
+export interface ServiceStats {
+  initialized: boolean
+  /** Always 0: the model runs in this process, there is nothing to restart. */
+  restartAttempts: number
+  lastRestartTime: number
+  /** This process's pid. */
+  processId: number
+  lastHealthCheck: HealthCheckResponse | null
+  requests: number
+  texts: number
+  tokens: number
+  errors: number
+  textsPerSecond: number | null
+  loadCount: number
+  unloadCount: number
 }
 
 export interface DownloadResult {
   success: boolean
   message?: string
-  /** `CODE: message` of the failure. */
+  /** `Model X not in supported list`, or `CODE: message` of the failure. */
   error?: string
-  /** Percent of the last file reported (100 on success). */
+  /** 0 to 100. */
   progress: number
 }
 
-export interface ServiceStats {
-  requests: number
-  texts: number
-  tokens: number
-  errors: number
-  /** Measured over the time spent in requests; null before the first. */
-  textsPerSecond: number | null
-  tokensPerSecond: number | null
-  loadCount: number
-  unloadCount: number
-  uptime_seconds: number
+/** The daemon's SemanticExtractionOptions, as far as KeyBERT reads them (`contentZones` is ignored, as the
+ * daemon's Python handler ignores it). */
+export interface SemanticExtractionOptions {
+  ngramRange?: [number, number] | undefined
+  useMmr?: boolean | undefined
+  /** Default 0.5 (0 also reads as 0.5, as in the daemon). */
+  diversity?: number | undefined
+  /** Default 10. */
+  maxKeyPhrases?: number | undefined
+  /** Phrases matching these are boosted (30% structure, 70% similarity), as the daemon's semantic handler does. */
+  structuredCandidates?:
+    | {
+        metadata?: string[] | undefined
+        headers?: string[] | undefined
+        entities?: string[] | undefined
+        emphasized?: string[] | undefined
+        captions?: string[] | undefined
+      }
+    | undefined
+  contentZones?: unknown
+  calculateMetrics?: boolean | undefined
+  fileType?: string | undefined
 }
 
-export type BackendOptions = Partial<EmbeddingServiceOptions>
+export interface SemanticScore {
+  text: string
+  score: number
+}
+
+/** The daemon's config (`modelName`, `timeout`, ...), plus any EmbeddingService option to pass through.
+ * `keepAliveMs` defaults to -1 here: the daemon unloads models itself. */
+export interface BackendConfig extends Partial<Omit<EmbeddingServiceOptions, 'model' | 'onProgress'>> {
+  /** The model to load at `initialize()`; default '' (none until `loadModel`). */
+  modelName?: string
+  timeout?: number
+  maxRetries?: number
+  /** Extra model names `downloadModel` accepts besides the daemon's curated ones. */
+  supportedModels?: string[]
+  onProgress?: (event: ProgressEvent) => void
+  [key: string]: unknown
+}
+
+export interface CuratedModel {
+  id: string
+  hubId: string
+  onnxId?: string
+  dimensions: number
+  requiresPrefix: boolean
+}
+
+/** The daemon's curated models and the safetensors model each loads. */
+export declare const CURATED_MODELS: CuratedModel[]
+
+/** The hub id (or folder) a daemon model name loads. Throws `ERR_MODEL_NOT_FOUND` for unknown `gpu:`/`cpu:` ids. */
+export declare function resolveModel(name: string): { source: string; curated: CuratedModel | null }
 
 export declare class NativeEmbeddingBackend {
-  constructor(options?: BackendOptions)
-  /** Creates the service and loads the model; idempotent (concurrent calls share one load). */
+  /** The daemon's config; its registry writes `config.modelName = ''` after unloading. */
+  config: BackendConfig & { modelName: string; timeout: number; maxRetries: number }
+  /** `modelConfig.requiresPrefix` overrides the registry's word on E5 prefixes. */
+  constructor(config?: BackendConfig, modelConfig?: { requiresPrefix?: boolean })
+  /** Loads `config.modelName` when set; otherwise only marks the backend ready for `loadModel`. */
   initialize(): Promise<void>
   isInitialized(): boolean
-  /** 'gpu' on CUDA or Metal, else 'onnx' (the daemon's label for its CPU backend). */
-  getServiceType(): 'gpu' | 'onnx'
-  getModelConfig(): ModelConfig
-  /** Embeds chunks in order. `passage` runs as index work, `query` ahead of it; each text type uses the
-   * model's prompt of that name (E5: "query: " / "passage: "), none for models without prompts. */
-  generateEmbeddings(chunks: TextChunk[], textType?: 'passage' | 'query'): Promise<EmbeddingVector[]>
-  generateSingleEmbedding(text: string, textType?: 'passage' | 'query'): Promise<EmbeddingVector>
-  /** A query: the model's query prompt, query priority. */
-  generateQueryEmbedding(query: string): Promise<EmbeddingVector>
-  /** Index work in calls of `batchSize` chunks (default 32), behind any query. */
-  processBatch(chunks: TextChunk[], batchSize?: number, textType?: 'passage' | 'query'): Promise<EmbeddingVector[]>
-  /** Cosine similarity; 0 when either vector is all zeros; throws on a dimension mismatch. */
-  calculateSimilarity(a: ArrayLike<number>, b: ArrayLike<number>): number
-  /** Seconds for `n` chunks at the throughput measured so far in this process; null before any request. */
-  estimateProcessingTime(n: number): number | null
-  /** Never throws. */
-  healthCheck(): HealthCheck
-  getLastHealthCheck(): HealthCheck | null
-  /** Loads `name` (default: the current model). A different name waits for the current model's work, closes
-   * it and loads the new one. */
-  loadModel(name?: string): Promise<void>
-  /** Resolves once unloaded; waits for queued and running work (never frees a model in use). */
+  /**
+   * Loads a model: a hub id, a curated `gpu:`/`cpu:xenova-*` id (mapped to its safetensors model), or a bare
+   * sentence-transformers name. `modelId` (a curated id) selects E5 prefixes from the daemon's registry.
+   * Switching models waits for the current model's work, then frees it. Rejects with `ERR_NOT_INITIALIZED`
+   * before `initialize()`, and with the service's codes (`ERR_MODEL_NOT_FOUND`, ...) when the load fails.
+   */
+  loadModel(modelName: string, modelId?: string): Promise<void>
+  /** Frees the model once its queued and running work is done; the backend is then 'idle'. */
   unloadModel(): Promise<void>
-  /** Requests an unload without waiting; false when there is no service. */
-  requestModelUnload(): boolean
-  getStatus(): BackendState
-  /** Resolves when the state is reached, driven by the service's events; rejects with code ERR_TIMEOUT. */
+  requestModelUnload(): Promise<void>
   waitForState(state: BackendState, timeoutMs?: number): Promise<void>
-  isModelCached(name?: string): boolean
-  downloadModel(name?: string): Promise<DownloadResult>
-  setDownloadProgressCallback(callback: ((progress: DownloadProgress & { progress: number }) => void) | null): void
+  getStatus(): Promise<{ state: BackendState; model?: string | null; progress?: number; error?: string }>
+  shutdown(timeoutSeconds?: number): Promise<void>
+
+  /** Embeds chunks in order; 'query' texts run ahead of index work, with E5's query prefix when it applies. */
+  generateEmbeddings(chunks: TextChunk[], textType?: 'query' | 'passage'): Promise<EmbeddingVector[]>
+  /** Default textType 'query'. */
+  generateSingleEmbedding(text: string, textType?: 'query' | 'passage'): Promise<EmbeddingVector>
+  generateQueryEmbedding(query: string): Promise<EmbeddingVector>
+  /** All chunks as one index request; `batchSize` is checked, the service batches by its token budget. */
+  processBatch<C extends TextChunk>(chunks: C[], batchSize?: number, textType?: 'query' | 'passage'): Promise<EmbeddingResult<C>[]>
+  /** Cosine similarity of two EmbeddingVectors (anything with a `vector`) or plain arrays; 0 for a zero vector. */
+  calculateSimilarity(a: { vector: ArrayLike<number> } | ArrayLike<number>, b: { vector: ArrayLike<number> } | ArrayLike<number>): number
+  /** Milliseconds for `chunkCount` chunks at the throughput measured so far (50 ms per chunk before any). */
+  estimateProcessingTime(chunkCount: number): number
+
+  /** True while a model is selected. */
+  isKeyBERTAvailable(): Promise<boolean>
+  /** KeyBERT key phrases of one text with the model (see `EmbeddingService.extractKeyphrases`). */
+  extractKeyPhrasesKeyBERT(text: string, options?: SemanticExtractionOptions): Promise<SemanticScore[]>
+  extractKeyPhrasesKeyBERTBatch(texts: string[], options?: SemanticExtractionOptions): Promise<SemanticScore[][]>
+
+  /** Always 'gpu': the daemon's label for the backend that does KeyBERT (its 'onnx' path has none). */
+  getServiceType(): 'gpu'
+  getModelConfig(): {
+    model: string
+    timeout: number
+    maxRetries: number
+    /** The hub id or folder actually loaded. */
+    source: string | null
+    device: string | null
+    dtype: 'f32' | 'bf16' | 'f16' | null
+    dimensions: number | null
+    prompts: string[]
+    requiresPrefix: boolean | null
+  }
+  getModelDimensions(): number | null
+  /** Never rejects. */
+  healthCheck(): Promise<HealthCheckResponse>
+  getLastHealthCheck(): HealthCheckResponse | null
   getServiceStats(): ServiceStats
-  /** Closes the service; resolves true when closed within `timeoutSeconds` (default 30), else false. */
-  shutdown(timeoutSeconds?: number): Promise<boolean>
+  isModelCached(modelName?: string): Promise<boolean>
+  setDownloadProgressCallback(callback: ((progress: number) => void) | null): void
+  /** Never rejects; see DownloadResult. */
+  downloadModel(modelName: string): Promise<DownloadResult>
 }
+
+/** The name the daemon imports: the same class. */
+export { NativeEmbeddingBackend as PythonEmbeddingService }

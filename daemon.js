@@ -1,129 +1,355 @@
-// A drop-in backend for the indexing daemon: the contract its Python-child-process backend implemented,
-// on top of EmbeddingService. Import it from 'embedding-service/daemon'. Types and docs: daemon.d.ts.
+// The indexing daemon's embedding backend (folder-mcp's `PythonEmbeddingService`), in process, on top of
+// EmbeddingService: the same constructor, methods, argument and return shapes and lifecycle, read from the
+// daemon's own code (its registry, bridge, orchestrator, download manager and integration test). Import it from
+// 'embedding-service/daemon'. Types and docs: daemon.d.ts.
 'use strict'
 
 const { EmbeddingService } = require('./index.js')
 
-const DEFAULT_MODEL = 'sentence-transformers/all-MiniLM-L6-v2'
+// The daemon's curated models (its config/curated-models.json). `gpu:` models are the ones the daemon runs on
+// its Python backend; `requiresPrefix` is its model registry's word on E5 prefixes. The `cpu:xenova-*` entries
+// are ONNX exports: we load the safetensors model they were exported from.
+const CURATED = [
+  { id: 'gpu:bge-m3', hubId: 'BAAI/bge-m3', dimensions: 1024, requiresPrefix: false },
+  { id: 'gpu:multilingual-e5-large', hubId: 'intfloat/multilingual-e5-large', dimensions: 1024, requiresPrefix: true },
+  {
+    id: 'gpu:paraphrase-multilingual-minilm',
+    hubId: 'sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2',
+    dimensions: 384,
+    requiresPrefix: false,
+  },
+  {
+    id: 'cpu:xenova-multilingual-e5-small',
+    hubId: 'intfloat/multilingual-e5-small',
+    onnxId: 'Xenova/multilingual-e5-small',
+    dimensions: 384,
+    requiresPrefix: true,
+  },
+  {
+    id: 'cpu:xenova-multilingual-e5-large',
+    hubId: 'intfloat/multilingual-e5-large',
+    onnxId: 'Xenova/multilingual-e5-large',
+    dimensions: 1024,
+    requiresPrefix: true,
+  },
+]
 
-function timeoutError(what, ms) {
-  const err = new Error(`${what} did not happen within ${ms} ms`)
-  err.code = 'ERR_TIMEOUT'
+// The options of EmbeddingService that the daemon's config may carry through to it.
+const SERVICE_OPTIONS = [
+  'cacheDir', 'revision', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
+  'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'logger', 'testHooks',
+]
+
+function coded(code, message) {
+  const err = new Error(message)
+  err.code = code
   return err
 }
 
+/**
+ * The hub id (or folder) a daemon model name loads: a curated `gpu:`/`cpu:` id or an ONNX export's id maps to
+ * its safetensors model; a bare name such as 'all-MiniLM-L6-v2' is a sentence-transformers model, as
+ * `SentenceTransformer(name)` reads it; anything else is used as given.
+ */
+function resolveModel(name) {
+  const curated = CURATED.find((m) => m.id === name || m.onnxId === name || m.hubId === name)
+  if (curated) return { source: curated.hubId, curated }
+  if (/^(gpu|cpu|ollama):/.test(name)) {
+    throw coded('ERR_MODEL_NOT_FOUND', `Model ${name} is not one of the daemon's curated models this backend runs (${CURATED.map((m) => m.id).join(', ')})`)
+  }
+  if (!name.includes('/') && !name.startsWith('.') && !require('node:path').isAbsolute(name)) {
+    return { source: `sentence-transformers/${name}`, curated: null }
+  }
+  return { source: name, curated: null }
+}
+
+function toChunk(text) {
+  return {
+    content: text,
+    chunkIndex: 0,
+    startPosition: 0,
+    endPosition: text.length,
+    tokenCount: Math.ceil(text.length / 4),
+    metadata: { sourceFile: 'single-text', sourceType: 'text', totalChunks: 1, hasOverlap: false },
+  }
+}
+
+// The daemon's weighting of key phrases that match structured elements of the document (its semantic handler).
+function structuralWeight(phrase, candidates) {
+  const p = phrase.toLowerCase()
+  const weights = [['metadata', 1.0], ['headers', 0.9], ['entities', 0.8], ['emphasized', 0.7], ['captions', 0.6]]
+  for (const [key, weight] of weights) {
+    for (const item of candidates[key] ?? []) {
+      const s = String(item).toLowerCase()
+      if (s.includes(p) || p.includes(s)) return weight
+    }
+  }
+  return 0.4
+}
+
 class NativeEmbeddingBackend {
-  #options
-  #model
+  /** The daemon's config object; it writes `config.modelName = ''` when it unloads through its registry. */
+  config
+  #serviceOptions
   #svc = null
-  #state = 'uninitialized'
+  #svcModel = null
+  #requiresPrefix = null
+  #initialized = false
+  #transition = null // 'loading' | 'unloading' while the adapter itself moves the model
+  #loadError = null
+  #loadQueue = Promise.resolve()
   #waiters = new Set()
-  #startedAt = Date.now()
   #lastHealth = null
   #downloadCallback = null
-  #initializing = null
-  #stallWarning = false
   #stats = { requests: 0, texts: 0, tokens: 0, errors: 0, busyMs: 0 }
+  #startedAt = Date.now()
 
-  /** @param {object} [options] EmbeddingService options; `model` defaults to all-MiniLM-L6-v2. */
-  constructor(options = {}) {
-    this.#options = { ...options }
-    this.#model = options.model ?? DEFAULT_MODEL
+  /**
+   * @param {object} [config] the daemon's config: `modelName` (default '': no model until `loadModel`),
+   *   `timeout`, `maxRetries`, ... and any EmbeddingService option (`device`, `cacheDir`, `keepAliveMs`, ...).
+   * @param {object} [modelConfig] the daemon's model capabilities (`requiresPrefix`).
+   */
+  constructor(config = {}, modelConfig = undefined) {
+    const given = Object.fromEntries(Object.entries(config ?? {}).filter(([, v]) => v !== undefined && v !== null))
+    this.config = {
+      modelName: given.modelName ?? given.model ?? '',
+      timeout: 30000,
+      maxRetries: 3,
+      autoRestart: true,
+      maxRestartAttempts: 5,
+      restartDelay: 2000,
+      ...given,
+    }
+    delete this.config.model
+    this.#serviceOptions = { keepAliveMs: -1 }
+    for (const key of SERVICE_OPTIONS) if (given[key] !== undefined) this.#serviceOptions[key] = given[key]
+    this.#userProgress = given.onProgress
+    if (modelConfig && typeof modelConfig.requiresPrefix === 'boolean') this.#requiresPrefix = modelConfig.requiresPrefix
   }
 
-  #setState(state) {
-    if (this.#state === state) return
-    this.#state = state
+  #userProgress
+
+  // ---- state -------------------------------------------------------------------------------------------
+
+  /** 'uninitialized' | 'idle' | 'loading' | 'ready' | 'unloading' | 'error', read from the service. */
+  #state() {
+    if (!this.#initialized) return 'uninitialized'
+    if (this.#transition) return this.#transition
+    if (this.#loadError) return 'error'
+    if (!this.#svc) return 'idle'
+    const s = this.#svc.status().state
+    if (s === 'loading') return 'loading'
+    if (s === 'unloading') return 'unloading'
+    return this.#svc.status().modelLoaded ? 'ready' : 'idle'
+  }
+
+  #notify() {
+    const state = this.#state()
     for (const waiter of [...this.#waiters]) waiter(state)
   }
 
-  // The adapter's state follows the service's own, read on every event it reports.
-  #sync() {
-    if (!this.#svc || this.#state === 'error') return
-    const s = this.#svc.status().state
-    const map = { unloaded: 'idle', loading: 'loading', ready: 'ready', working: 'ready', unloading: 'unloading' }
-    if (map[s]) this.#setState(map[s])
+  #setTransition(t) {
+    this.#transition = t
+    this.#notify()
   }
 
-  #create(model) {
-    const user = this.#options.onProgress
-    this.#model = model
-    this.#svc = new EmbeddingService({
-      ...this.#options,
-      model,
-      onProgress: (event) => {
-        if (event.status === 'stall_warning') this.#stallWarning = true
-        if (event.status === 'completed' || event.status === 'stalled') this.#stallWarning = false
-        this.#sync()
-        if (user) user(event)
-      },
-    })
-  }
+  // ---- lifecycle ---------------------------------------------------------------------------------------
 
   async initialize() {
-    if (this.#svc && this.#state !== 'error') return this.#initializing ?? undefined
-    this.#initializing ??= (async () => {
+    if (this.#initialized) return
+    this.#initialized = true
+    this.#notify()
+    if (this.config.modelName) {
       try {
-        if (!this.#svc) this.#create(this.#model)
-        this.#setState('loading')
-        await this.#svc.load()
-        this.#setState('ready')
+        await this.#switchTo(this.config.modelName, null)
       } catch (err) {
-        this.#setState('error')
-        throw err
-      } finally {
-        this.#initializing = null
+        this.#initialized = false
+        const wrapped = coded(err.code ?? 'ERR_INTERNAL', `Failed to initialize embedding service: ${err.message}`)
+        wrapped.cause = err
+        throw wrapped
       }
-    })()
-    return this.#initializing
+    }
   }
 
   isInitialized() {
-    return this.#svc !== null && this.#state !== 'error' && this.#state !== 'uninitialized'
+    return this.#initialized
   }
 
-  /** 'gpu' when the model runs on CUDA or Metal, else 'onnx' (the daemon's name for its CPU backend). */
-  getServiceType() {
-    const device = this.#svc?.status().device
-    return device && device !== 'cpu' ? 'gpu' : 'onnx'
+  /**
+   * Loads `modelName` (a hub id, a curated `gpu:` id, or a bare sentence-transformers name); `modelId` is the
+   * daemon's curated id, whose registry entry decides E5 prefixes. Switching waits for the current model's work.
+   */
+  async loadModel(modelName, modelId = undefined) {
+    if (!this.#initialized) throw coded('ERR_NOT_INITIALIZED', 'Embedding service not initialized: call initialize() first')
+    if (typeof modelName !== 'string' || !modelName.trim()) {
+      throw coded('ERR_INVALID_INPUT', `loadModel needs a model name, got ${JSON.stringify(modelName)}`)
+    }
+    if (modelId !== undefined && modelId !== null) {
+      const entry = CURATED.find((m) => m.id === modelId)
+      if (entry) this.#requiresPrefix = entry.requiresPrefix
+    }
+    await this.#switchTo(modelName, modelId)
   }
 
-  getModelConfig() {
-    const s = this.#svc?.status()
-    return {
-      name: this.#model,
-      dimensions: this.#svc?.dimensions ?? null,
-      device: s?.device ?? null,
-      dtype: s?.dtype ?? null,
-      prompts: s?.prompts ?? [],
+  // Loads and unloads are serialised, so callers asking at once are served one after the other.
+  #serial(fn) {
+    const run = this.#loadQueue.then(fn)
+    this.#loadQueue = run.catch(() => {})
+    return run
+  }
+
+  #switchTo(modelName, modelId) {
+    return this.#serial(() => this.#doSwitch(modelName, modelId))
+  }
+
+  async #doSwitch(modelName, modelId) {
+    if (this.#svc && this.#svcModel === modelName && !this.#loadError) {
+      this.config.modelName = modelName
+      if (!this.#svc.status().modelLoaded) await this.#load()
+      return
+    }
+    const { source, curated } = resolveModel(modelName)
+    if (this.#svc) await this.#closeService()
+    if (modelId === null && curated && this.#requiresPrefix === null) this.#requiresPrefix = curated.requiresPrefix
+    this.#loadError = null
+    this.#svc = new EmbeddingService({
+      ...this.#serviceOptions,
+      model: source,
+      onProgress: (event) => {
+        this.#notify()
+        if (this.#userProgress) this.#userProgress(event)
+      },
+    })
+    this.#svcModel = modelName
+    await this.#load()
+    this.config.modelName = modelName
+  }
+
+  async #load() {
+    this.#setTransition('loading')
+    try {
+      await this.#svc.load()
+      this.#loadError = null
+    } catch (err) {
+      this.#loadError = err
+      throw err
+    } finally {
+      this.#setTransition(null)
     }
   }
 
-  // Text types map to the model's own prompts: E5's "query: " / "passage: ", nothing for models without them.
+  async #closeService() {
+    const svc = this.#svc
+    this.#setTransition('unloading')
+    try {
+      await svc.unload()
+      await svc.close()
+    } finally {
+      this.#svc = null
+      this.#svcModel = null
+      this.#setTransition(null)
+    }
+  }
+
+  /** Frees the model once its queued and running work is done; the adapter is then idle (no model). */
+  requestModelUnload() {
+    return this.#serial(async () => {
+      if (!this.#svc) return
+      await this.#closeService()
+      this.#loadError = null
+      this.#notify()
+    })
+  }
+
+  async unloadModel() {
+    await this.requestModelUnload()
+    this.config.modelName = ''
+  }
+
+  /** Resolves when the state is `targetState`; rejects when it becomes 'error' or after `timeoutMs`. */
+  waitForState(targetState, timeoutMs = 30000) {
+    return new Promise((resolve, reject) => {
+      const check = (state) => {
+        if (state === targetState) finish(resolve)
+        else if (state === 'error') {
+          finish(() => reject(coded('ERR_MODEL_LOAD', `Embedding service entered error state: ${this.#loadError?.message ?? 'unknown'}`)))
+        }
+      }
+      const finish = (fn) => {
+        this.#waiters.delete(check)
+        clearTimeout(timer)
+        fn()
+      }
+      const timer = setTimeout(() => finish(() => reject(coded('ERR_TIMEOUT', `Timeout waiting for state ${targetState}`))), timeoutMs)
+      this.#waiters.add(check)
+      check(this.#state())
+    })
+  }
+
+  async getStatus() {
+    const state = this.#state()
+    if (state === 'uninitialized') return { state, error: 'Embedding service not initialized' }
+    return {
+      state,
+      model: this.#svc ? this.config.modelName || null : null,
+      progress: state === 'ready' ? 100 : 0,
+      ...(state === 'error' ? { error: this.#loadError?.message } : {}),
+    }
+  }
+
+  /** Closes the service; queued work rejects with ERR_CLOSED. */
+  async shutdown(timeoutSeconds = 30) {
+    const svc = this.#svc
+    this.#svc = null
+    this.#svcModel = null
+    this.#loadError = null
+    this.#initialized = false
+    this.#notify()
+    if (!svc) return
+    let timer
+    await Promise.race([
+      svc.close(),
+      new Promise((resolve) => (timer = setTimeout(resolve, timeoutSeconds * 1000))),
+    ])
+    clearTimeout(timer)
+  }
+
+  // ---- embeddings --------------------------------------------------------------------------------------
+
+  #service() {
+    if (!this.#svc) {
+      throw coded('ERR_NO_MODEL', 'No model loaded: call loadModel(name) first (the daemon loads one per folder)')
+    }
+    return this.#svc
+  }
+
+  // E5 prefixes as the daemon's registry says: 'query: ' for queries, 'passage: ' for the rest.
   #prompt(textType) {
     if (textType !== 'query' && textType !== 'passage') {
-      const err = new Error(`textType must be 'query' or 'passage', got ${JSON.stringify(textType)}`)
-      err.code = 'ERR_INVALID_INPUT'
-      throw err
+      throw coded('ERR_INVALID_INPUT', `textType must be 'query' or 'passage', got ${JSON.stringify(textType)}`)
     }
     const prompts = this.#svc.status().prompts
-    if (prompts.includes(textType)) return textType
-    if (textType === 'passage' && prompts.includes('document')) return 'document'
-    return undefined
+    const wanted = this.#requiresPrefix ?? prompts.length > 0
+    if (!wanted) return { prompt: undefined, prefix: '' }
+    if (prompts.includes(textType)) return { prompt: textType, prefix: '' }
+    if (textType === 'passage' && prompts.includes('document')) return { prompt: 'document', prefix: '' }
+    // The registry asks for a prefix the model folder does not declare: add E5's literally.
+    return { prompt: undefined, prefix: this.#requiresPrefix ? `${textType}: ` : '' }
   }
 
   async #embed(texts, textType, priority) {
-    await this.initialize()
-    // The model's prompts are known once it has loaded (it may have been unloaded since).
-    if (!this.#svc.status().modelLoaded) await this.#svc.load()
+    if (!this.#initialized) await this.initialize()
+    await this.#loadQueue
+    const svc = this.#service()
+    const { prompt, prefix } = this.#prompt(textType)
     const started = Date.now()
     this.#stats.requests++
     try {
-      const result = await this.#svc.embedDetailed(texts, { prompt: this.#prompt(textType), priority })
+      const input = prefix ? texts.map((t) => prefix + t) : texts
+      const result = await svc.embedDetailed(input, { prompt, priority })
       this.#stats.texts += texts.length
       this.#stats.tokens += result.tokenCounts.reduce((a, b) => a + b, 0)
       this.#stats.busyMs += Date.now() - started
-      this.#sync()
       return result
     } catch (err) {
       this.#stats.errors++
@@ -131,87 +357,169 @@ class NativeEmbeddingBackend {
     }
   }
 
-  #vectors(chunks, result) {
+  #vector(result, i, chunkId) {
     const createdAt = new Date().toISOString()
-    const dimensions = this.#svc.dimensions
-    return chunks.map((chunk, i) => ({
+    const model = this.config.modelName
+    return {
       vector: Array.from(result.vectors[i]),
-      dimensions,
-      model: this.#model,
+      dimensions: result.vectors[i].length,
+      model,
       createdAt,
-      chunkId: `chunk_${i}_${chunk.chunkIndex}`,
-      metadata: { generatedAt: createdAt, modelVersion: this.#model, tokensUsed: result.tokenCounts[i], confidence: 1 },
-    }))
+      chunkId,
+      metadata: { generatedAt: createdAt, modelVersion: model, tokensUsed: result.tokenCounts[i], confidence: 1 },
+    }
   }
 
+  /** `textType` 'query' runs ahead of index work; 'passage' (the default) is index work. */
   async generateEmbeddings(chunks, textType = 'passage') {
+    if (!Array.isArray(chunks)) throw coded('ERR_INVALID_INPUT', 'generateEmbeddings needs an array of chunks')
     const result = await this.#embed(chunks.map((c) => c.content), textType, textType === 'query' ? 'query' : 'index')
-    return this.#vectors(chunks, result)
+    return chunks.map((c, i) => this.#vector(result, i, `chunk_${i}_${c.chunkIndex}`))
   }
 
   async generateSingleEmbedding(text, textType = 'query') {
-    const result = await this.#embed([text], textType, textType === 'query' ? 'query' : 'index')
-    return this.#vectors([{ content: text, chunkIndex: 0 }], result)[0]
+    const [vector] = await this.generateEmbeddings([toChunk(text)], textType)
+    return vector
   }
 
   generateQueryEmbedding(query) {
     return this.generateSingleEmbedding(query, 'query')
   }
 
-  /** Index work: behind any query, in the order given; `batchSize` texts per call to the service. */
+  /**
+   * Index work: one request for all chunks (the service batches by its token budget and reports progress);
+   * `batchSize` is accepted for the daemon's signature and checked, not needed.
+   */
   async processBatch(chunks, batchSize = 32, textType = 'passage') {
-    const out = []
-    for (let i = 0; i < chunks.length; i += batchSize) {
-      const part = chunks.slice(i, i + batchSize)
-      const result = await this.#embed(part.map((c) => c.content), textType, 'index')
-      const vectors = this.#vectors(part, result)
-      vectors.forEach((v, j) => (v.chunkId = `chunk_${i + j}_${part[j].chunkIndex}`))
-      out.push(...vectors)
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw coded('ERR_INVALID_INPUT', `batchSize must be a whole number of at least 1, got ${batchSize}`)
     }
-    return out
+    const started = Date.now()
+    const result = await this.#embed(chunks.map((c) => c.content), textType, 'index')
+    const processingTime = Date.now() - started
+    return chunks.map((chunk, i) => ({
+      chunk,
+      embedding: this.#vector(result, i, `chunk_${i}_${chunk.chunkIndex}`),
+      processingTime,
+      success: true,
+    }))
   }
 
+  /** Cosine similarity of two EmbeddingVectors (or plain arrays); 0 when either is all zeros. */
   calculateSimilarity(a, b) {
-    if (a.length !== b.length) throw new Error(`dimension mismatch: ${a.length} vs ${b.length}`)
+    const va = Array.isArray(a) || ArrayBuffer.isView(a) ? a : a?.vector
+    const vb = Array.isArray(b) || ArrayBuffer.isView(b) ? b : b?.vector
+    if (!va || !vb) throw coded('ERR_INVALID_INPUT', 'calculateSimilarity needs two EmbeddingVectors')
+    if (va.length !== vb.length) {
+      throw coded('ERR_INVALID_INPUT', 'Vectors must have the same dimensions for similarity calculation')
+    }
     let dot = 0
     let na = 0
     let nb = 0
-    for (let i = 0; i < a.length; i++) {
-      dot += a[i] * b[i]
-      na += a[i] * a[i]
-      nb += b[i] * b[i]
+    for (let i = 0; i < va.length; i++) {
+      dot += va[i] * vb[i]
+      na += va[i] * va[i]
+      nb += vb[i] * vb[i]
     }
     return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb)
   }
 
-  /** Seconds to embed `n` more chunks at the throughput measured so far; null before any has been measured. */
-  estimateProcessingTime(n) {
+  /** Milliseconds for `chunkCount` chunks: measured in this process, else the daemon's 50 ms per chunk. */
+  estimateProcessingTime(chunkCount) {
     const { texts, busyMs } = this.#stats
-    if (texts === 0 || busyMs === 0) return null
-    return (n * busyMs) / texts / 1000
+    const perChunk = texts > 0 && busyMs > 0 ? busyMs / texts : 50
+    return chunkCount * perChunk
   }
 
-  healthCheck() {
+  // ---- key phrases (KeyBERT) ---------------------------------------------------------------------------
+
+  /** True while a model is selected: key phrases are computed with it. */
+  async isKeyBERTAvailable() {
+    return this.#initialized && this.#svc !== null && !this.#loadError
+  }
+
+  async extractKeyPhrasesKeyBERT(text, options = {}) {
+    const [phrases] = await this.extractKeyPhrasesKeyBERTBatch([text], options)
+    return phrases
+  }
+
+  /** KeyBERT with the daemon's arguments, batched in one index-priority request. */
+  async extractKeyPhrasesKeyBERTBatch(texts, options = {}) {
+    if (!this.#initialized) throw coded('ERR_NOT_INITIALIZED', 'Embedding service not initialized: call initialize() first')
+    if (!Array.isArray(texts)) throw coded('ERR_INVALID_INPUT', 'texts must be an array of strings')
+    if (texts.length === 0) return []
+    await this.#loadQueue
+    const svc = this.#service()
+    const topN = options.maxKeyPhrases || 10
+    const structured = options.structuredCandidates
+    const result = await svc.extractKeyphrases(texts, {
+      ngramRange: options.ngramRange || [1, 3],
+      useMmr: options.useMmr !== false,
+      diversity: options.diversity || 0.5,
+      topN: structured ? Math.min(topN * 2, 50) : topN,
+      stopWords: 'english',
+      priority: 'index',
+    })
+    return result.map((phrases) => {
+      if (!structured) return phrases
+      const weighted = phrases.map(({ text, score }) => {
+        const w = structuralWeight(text, structured)
+        return { text, score: w > 0.4 ? w * 0.3 + score * 0.7 : score }
+      })
+      return weighted.sort((x, y) => y.score - x.score).slice(0, topN)
+    })
+  }
+
+  // ---- health and information --------------------------------------------------------------------------
+
+  /** 'onnx' routes the daemon to its n-gram path without KeyBERT; this backend does KeyBERT, so 'gpu'. */
+  getServiceType() {
+    return 'gpu'
+  }
+
+  getModelConfig() {
+    const s = this.#svc?.status()
+    return {
+      model: this.config.modelName,
+      timeout: this.config.timeout,
+      maxRetries: this.config.maxRetries,
+      source: this.#svc ? resolveModel(this.#svcModel).source : null,
+      device: s?.device ?? null,
+      dtype: s?.dtype ?? null,
+      dimensions: s?.dimensions ?? null,
+      prompts: s?.prompts ?? [],
+      requiresPrefix: this.#requiresPrefix,
+    }
+  }
+
+  /** The model's embedding size (null before a model has loaded). */
+  getModelDimensions() {
+    return this.#svc?.dimensions ?? null
+  }
+
+  /** Never throws; `status` is 'healthy' when a model is loaded, else the state ('idle', 'loading', ...). */
+  async healthCheck() {
     let health
     try {
+      const state = this.#state()
       const s = this.#svc?.status()
-      const loaded = s?.modelLoaded ?? false
-      let status
-      if (!this.#svc || this.#state === 'error' || this.#state === 'uninitialized') status = 'unhealthy'
-      else if (this.#stallWarning) status = 'degraded'
-      else status = loaded ? 'healthy' : 'idle'
+      const device = s?.device ?? null
       health = {
-        status,
-        model_loaded: loaded,
-        gpu_available: this.getServiceType() === 'gpu',
-        memory_usage_mb: Math.round(process.memoryUsage().rss / 1048576),
-        uptime_seconds: Math.round((Date.now() - this.#startedAt) / 1000),
+        status: state === 'ready' ? 'healthy' : state === 'uninitialized' || state === 'error' ? 'unhealthy' : state,
+        state,
+        loading_progress: state === 'ready' ? 100 : 0,
+        current_model: this.#svc ? this.config.modelName || null : null,
+        model_loaded: state === 'ready',
+        gpu_available: device !== null && device !== 'cpu',
+        memory_usage_mb: process.memoryUsage().rss / 1048576,
+        uptime_seconds: (Date.now() - this.#startedAt) / 1000,
         queue_size: s ? s.queued.query + s.queued.index + s.activeRequests : 0,
-        state: this.#state,
-        current_model: loaded ? this.#model : null,
       }
     } catch (err) {
-      health = { status: 'unhealthy', model_loaded: false, gpu_available: false, memory_usage_mb: 0, uptime_seconds: 0, queue_size: 0, state: 'error', current_model: null, error: String(err) }
+      health = {
+        status: 'unhealthy', state: 'error', model_loaded: false, gpu_available: false, memory_usage_mb: 0,
+        uptime_seconds: 0, queue_size: 0, error: String(err),
+      }
     }
     this.#lastHealth = health
     return health
@@ -221,116 +529,85 @@ class NativeEmbeddingBackend {
     return this.#lastHealth
   }
 
-  /** Switches to `name` (waiting for the current model's work to finish first), or loads the current one. */
-  async loadModel(name = this.#model) {
-    if (this.#svc && name !== this.#model) {
-      const old = this.#svc
-      this.#svc = null
-      this.#setState('unloading')
-      await old.unload()
-      await old.close()
-      this.#setState('uninitialized')
-      this.#create(name)
-    }
-    if (this.#state === 'error') this.#state = 'uninitialized'
-    await this.initialize()
-    this.#setState('loading')
-    await this.#svc.load()
-    this.#setState('ready')
-  }
-
-  /** Unloads once nothing is queued or running; resolves when unloaded. */
-  async unloadModel() {
-    if (!this.#svc) return
-    await this.#svc.unload()
-    this.#sync()
-  }
-
-  /** Asks for an unload without waiting for it (it happens once the service is idle). */
-  requestModelUnload() {
-    if (!this.#svc) return false
-    this.#svc.unload().then(() => this.#sync(), () => {})
-    return true
-  }
-
-  getStatus() {
-    return this.#state
-  }
-
-  /** Resolves when the adapter reaches `state` (at once if it is there); rejects with ERR_TIMEOUT. */
-  waitForState(state, timeoutMs = 30000) {
-    if (this.#state === state) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const waiter = (s) => {
-        if (s !== state) return
-        this.#waiters.delete(waiter)
-        clearTimeout(timer)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        this.#waiters.delete(waiter)
-        reject(timeoutError(`state '${state}'`, timeoutMs))
-      }, timeoutMs)
-      this.#waiters.add(waiter)
-    })
-  }
-
-  isModelCached(name = this.#model) {
-    return EmbeddingService.isModelCached(name, { cacheDir: this.#options.cacheDir, revision: this.#options.revision })
-  }
-
-  setDownloadProgressCallback(callback) {
-    this.#downloadCallback = callback
-  }
-
-  async downloadModel(name = this.#model) {
-    let progress = 0
-    try {
-      await EmbeddingService.downloadModel(name, {
-        cacheDir: this.#options.cacheDir,
-        revision: this.#options.revision,
-        offline: this.#options.offline,
-        onProgress: (p) => {
-          progress = p.total ? Math.round((100 * p.current) / p.total) : 0
-          if (this.#downloadCallback) this.#downloadCallback({ ...p, progress })
-        },
-      })
-      return { success: true, message: `${name} is in the cache`, progress: 100 }
-    } catch (err) {
-      return { success: false, error: `${err.code ?? 'ERROR'}: ${err.message}`, progress }
-    }
-  }
-
+  /** `processId` is this process: the model runs in it, so it never restarts. */
   getServiceStats() {
     const s = this.#svc?.status()
     const { requests, texts, tokens, errors, busyMs } = this.#stats
     return {
+      initialized: this.#initialized,
+      restartAttempts: 0,
+      lastRestartTime: 0,
+      processId: process.pid,
+      lastHealthCheck: this.#lastHealth,
       requests,
       texts,
       tokens,
       errors,
       textsPerSecond: busyMs ? (texts * 1000) / busyMs : null,
-      tokensPerSecond: busyMs ? (tokens * 1000) / busyMs : null,
       loadCount: s?.loadCount ?? 0,
       unloadCount: s?.unloadCount ?? 0,
-      uptime_seconds: Math.round((Date.now() - this.#startedAt) / 1000),
     }
   }
 
-  /** Closes the service (queued work is rejected with ERR_CLOSED); resolves false if it took longer. */
-  async shutdown(timeoutSeconds = 30) {
-    const svc = this.#svc
-    this.#svc = null
-    if (!svc) return true
-    let timer
-    const closed = await Promise.race([
-      svc.close().then(() => true),
-      new Promise((resolve) => (timer = setTimeout(() => resolve(false), timeoutSeconds * 1000))),
-    ])
-    clearTimeout(timer)
-    this.#setState('uninitialized')
-    return closed
+  // ---- model files -------------------------------------------------------------------------------------
+
+  #location() {
+    return { cacheDir: this.#serviceOptions.cacheDir, revision: this.#serviceOptions.revision }
+  }
+
+  /** Whether the model's files are in the hub cache (or the folder exists); false for names it cannot map. */
+  async isModelCached(modelName = this.config.modelName) {
+    try {
+      return EmbeddingService.isModelCached(resolveModel(modelName).source, this.#location())
+    } catch {
+      return false
+    }
+  }
+
+  /** `callback(percent)`: 0 to 100, from the bytes of the model's weights (the files before them count 5%). */
+  setDownloadProgressCallback(callback) {
+    this.#downloadCallback = typeof callback === 'function' ? callback : null
+  }
+
+  /**
+   * Downloads one of the daemon's curated models (or one in `config.supportedModels`); never rejects: the
+   * result says `success` and, on failure, `error` (`Model X not in supported list` for others).
+   */
+  async downloadModel(modelName) {
+    let resolved
+    try {
+      resolved = resolveModel(modelName)
+    } catch (err) {
+      return { success: false, error: err.message, progress: 0 }
+    }
+    const extra = this.config.supportedModels ?? []
+    if (!resolved.curated && !extra.includes(modelName) && !extra.includes(resolved.source)) {
+      return { success: false, error: `Model ${modelName} not in supported list`, progress: 0 }
+    }
+    let progress = 0
+    const report = (p) => {
+      if (p <= progress) return
+      progress = p
+      try {
+        this.#downloadCallback?.(p)
+      } catch {}
+    }
+    try {
+      await EmbeddingService.downloadModel(resolved.source, {
+        ...this.#location(),
+        offline: this.#serviceOptions.offline,
+        onProgress: (p) => {
+          const weights = /\.safetensors$/.test(p.file)
+          if (weights && p.total) report(Math.min(99, 5 + Math.floor((95 * p.current) / p.total)))
+          else if (!weights && p.total && p.current === p.total) report(Math.max(progress, 1))
+        },
+      })
+      report(100)
+      return { success: true, message: `${modelName} is in the cache`, progress: 100 }
+    } catch (err) {
+      return { success: false, error: `${err.code ?? 'ERROR'}: ${err.message}`, progress }
+    }
   }
 }
 
-module.exports = { NativeEmbeddingBackend, DEFAULT_MODEL }
+module.exports = { NativeEmbeddingBackend, PythonEmbeddingService: NativeEmbeddingBackend, CURATED_MODELS: CURATED, resolveModel }

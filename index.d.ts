@@ -192,6 +192,35 @@ export interface EmbedOptions {
   prompt?: string
 }
 
+/** One key phrase: a candidate n-gram and its cosine similarity to the document, rounded to 4 decimals. */
+export interface Keyphrase {
+  text: string
+  score: number
+}
+
+/** KeyBERT's `extract_keywords` arguments; the defaults are the indexing daemon's. */
+export interface KeyphraseOptions {
+  /** Candidate n-gram lengths, inclusive, `1 <= min <= max <= 8`. Default `[1, 3]`. */
+  ngramRange?: [number, number]
+  /**
+   * Words never in a candidate, dropped before n-grams are formed (as scikit-learn's CountVectorizer does, so
+   * an n-gram can join words a stop word separated): 'english' (scikit-learn's list, the default), `null` for
+   * none, or your own list (compared lowercased).
+   */
+  stopWords?: 'english' | null | string[]
+  /** Phrases per document, at most. Default 10. */
+  topN?: number
+  /** Maximal Marginal Relevance (default true); false ranks by similarity to the document alone. */
+  useMmr?: boolean
+  /** MMR's trade-off in [0, 1]: 0 ranks by similarity alone, higher prefers phrases unlike those chosen. Default 0.5. */
+  diversity?: number
+  /** As in `embed`; default 'index', so key phrases for indexing wait behind queries. */
+  priority?: 'query' | 'index'
+  signal?: AbortSignal
+  /** This request's events; `total` counts the documents with candidates plus their distinct candidates. */
+  onProgress?: (event: ProgressEvent) => void
+}
+
 export declare class EmbeddingService {
   /**
    * Creates a service and its worker thread. Nothing is loaded yet: the model loads on the first `embed`.
@@ -220,6 +249,17 @@ export declare class EmbeddingService {
    * the number sentence-transformers' tokenizer gives.
    */
   embedDetailed(texts: string[], options?: EmbedOptions): Promise<{ vectors: Float32Array[]; tokenCounts: number[] }>
+
+  /**
+   * Key phrases of each document, as KeyBERT's `extract_keywords` computes them with this model: candidates
+   * are the document's distinct word n-grams (lowercased runs of 2+ word characters, stop words removed); the
+   * document and every distinct candidate of the call are embedded in one request (no prompt, at `priority`),
+   * and each document's candidates are ranked against it by cosine similarity, with MMR unless `useMmr` is
+   * false. Resolves to one list per document, highest score first; a document with no candidate (empty, or
+   * only stop words) gets `[]`. Cost grows with the candidates: about 3 per word for `[1, 3]`, so pass document
+   * chunks, not whole books. Rejects as `embed` does; bad options reject with `ERR_INVALID_INPUT`.
+   */
+  extractKeyphrases(texts: string[], options?: KeyphraseOptions): Promise<Keyphrase[][]>
 
   /** The embedding size once the model has loaded, else `null`. */
   readonly dimensions: number | null

@@ -102,6 +102,15 @@ function createEmbeddingService(binding) {
     }
 
     embedDetailed(texts, options) {
+      return this.#track((opts) => this.#native.embed(texts, opts), options)
+    }
+
+    extractKeyphrases(texts, options) {
+      return this.#track((opts) => this.#native.extractKeyphrases(texts, opts), options)
+    }
+
+    // Starts a native request with `options`, wiring its AbortSignal and per-request onProgress.
+    #track(start, options) {
       let signal
       let onProgress
       if (options !== undefined && options !== null) {
@@ -116,7 +125,7 @@ function createEmbeddingService(binding) {
         }
         if (signal && signal.aborted) return Promise.reject(abortError(signal))
       }
-      const { id, promise } = this.#native.embed(texts, options)
+      const { id, promise } = start(options)
       if (!id) return promise
       const hub = this.#hub
       const native = this.#native

@@ -66,7 +66,11 @@ describe('npm pack', () => {
   it('lists exactly the files a user needs: loader, types, adapter, and the sources for a source build', () => {
     const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
     const files = packed.files.map((f) => f.path).sort()
-    const sources = fs.readdirSync(path.join(root, 'src'), { recursive: true }).filter((f) => f.endsWith('.rs')).map((f) => `src/${f.split(path.sep).join('/')}`)
+    // Every file under src/: the Rust sources and the data they include (the stop-word list).
+    const sources = fs
+      .readdirSync(path.join(root, 'src'), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'))
     const expected = [
       'Cargo.lock', 'Cargo.toml', 'README.md', 'build.rs', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.ts', 'index.js',
       'index.mjs', 'package.json', 'platform.js', 'scripts/build.mjs', 'scripts/install.mjs', 'service.js', ...sources,

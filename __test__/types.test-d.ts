@@ -7,7 +7,14 @@ import binding, {
   type ProgressEvent,
   type ServiceStatus,
 } from '../index.js'
-import { NativeEmbeddingBackend, type EmbeddingVector, type HealthCheck } from '../daemon.js'
+import {
+  NativeEmbeddingBackend,
+  PythonEmbeddingService,
+  type EmbeddingResult,
+  type EmbeddingVector,
+  type HealthCheckResponse,
+  type SemanticScore,
+} from '../daemon.js'
 
 describe('index.d.ts', () => {
   it('describes the constructor, embed, dimensions and close', () => {
@@ -31,15 +38,30 @@ describe('index.d.ts', () => {
   })
 
   it('describes the daemon adapter', () => {
-    const backend = new NativeEmbeddingBackend({ model: 'm', threads: 2 })
+    const backend = new NativeEmbeddingBackend({ modelName: '', threads: 2 })
+    expectTypeOf(PythonEmbeddingService).toEqualTypeOf<typeof NativeEmbeddingBackend>()
+    expectTypeOf(backend.config.modelName).toEqualTypeOf<string>()
+    expectTypeOf(backend.loadModel('BAAI/bge-m3', 'gpu:bge-m3')).toEqualTypeOf<Promise<void>>()
     expectTypeOf(backend.generateEmbeddings([{ content: 'a', chunkIndex: 0 }])).toEqualTypeOf<Promise<EmbeddingVector[]>>()
-    expectTypeOf(backend.healthCheck()).toEqualTypeOf<HealthCheck>()
-    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'onnx'>()
-    expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number | null>()
+    expectTypeOf(backend.processBatch([{ content: 'a', chunkIndex: 0 }], 8)).toEqualTypeOf<Promise<EmbeddingResult[]>>()
+    expectTypeOf(backend.healthCheck()).toEqualTypeOf<Promise<HealthCheckResponse>>()
+    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu'>()
+    expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number>()
+    expectTypeOf(backend.extractKeyPhrasesKeyBERTBatch(['a'], { maxKeyPhrases: 5 })).toEqualTypeOf<Promise<SemanticScore[][]>>()
+    backend.setDownloadProgressCallback((p) => expectTypeOf(p).toEqualTypeOf<number>())
     // @ts-expect-error text types are 'passage' or 'query'
     void backend.generateEmbeddings([], 'document')
     // @ts-expect-error chunks need chunkIndex
     void backend.generateEmbeddings([{ content: 'a' }])
+  })
+
+  it('describes extractKeyphrases', () => {
+    const svc = new EmbeddingService({ model: 'm' })
+    expectTypeOf(svc.extractKeyphrases(['a'], { ngramRange: [1, 2], topN: 5, stopWords: null })).toEqualTypeOf<
+      Promise<{ text: string; score: number }[][]>
+    >()
+    // @ts-expect-error stop words are 'english', null or a list
+    void svc.extractKeyphrases(['a'], { stopWords: 'french' })
   })
 
   it('rejects what the API rejects', () => {

@@ -12,6 +12,8 @@ use napi::{Env, JsDeferred, JsError, JsValue, Status, ValueType};
 use napi_derive::napi;
 
 use crate::error::{Error, Result};
+use crate::lifecycle::Reply;
+use crate::keyphrases::{Keyphrase, KeyphraseOptions, Ranking, StopWords};
 use crate::model::Dtype;
 use crate::progress::{Mailbox, Outgoing, Sink};
 use crate::scheduler::Priority;
@@ -114,6 +116,94 @@ impl<'e> Props<'e> {
     }
 }
 
+impl<'e> Props<'e> {
+    /// Any finite number.
+    fn number(&self, key: &str) -> Result<Option<f64>> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some((v, ValueType::Number)) => {
+                // SAFETY: checked to be a number.
+                let n = unsafe { v.cast::<f64>() }.map_err(|e| unreadable(key, e))?;
+                if n.is_finite() {
+                    Ok(Some(n))
+                } else {
+                    Err(Error::invalid_input(format!("{}.{key} must be a finite number, got {n}", self.what)))
+                }
+            }
+            Some((_, t)) => Err(self.wrong(key, "a number", t)),
+        }
+    }
+}
+
+/// `{ ngramRange?, stopWords?, topN?, useMmr?, diversity?, priority? }` of `extractKeyphrases`.
+fn keyphrase_options(options: Option<Unknown>) -> Result<KeyphraseOptions> {
+    let props = Props::new(options, "options")?;
+    let mut o = KeyphraseOptions::default();
+    if let Some((v, _)) = props.get("ngramRange")? {
+        let pair = numbers_from_js(v, "options.ngramRange")?;
+        match pair.as_slice() {
+            [min, max] if min.fract() == 0.0 && max.fract() == 0.0 && *min >= 0.0 && *max >= 0.0 => {
+                o.ngram_range = (*min as usize, *max as usize)
+            }
+            _ => return Err(Error::invalid_input("options.ngramRange must be [min, max], two whole numbers")),
+        }
+    }
+    match props.get("stopWords")? {
+        None => {}
+        Some((_, ValueType::Null)) => o.stop_words = StopWords::None,
+        Some((v, ValueType::String)) => {
+            // SAFETY: checked to be a string.
+            let name = unsafe { v.cast::<String>() }.map_err(|e| unreadable("options.stopWords", e))?;
+            if name != "english" {
+                return Err(Error::invalid_input(format!(
+                    "options.stopWords must be 'english', null or an array of words, got {name:?}"
+                )));
+            }
+        }
+        Some((v, ValueType::Object)) => {
+            o.stop_words = StopWords::Custom(
+                texts_from_js(v).map_err(|e| Error::invalid_input(format!("options.stopWords: {}", e.message)))?,
+            )
+        }
+        Some((_, t)) => return Err(props.wrong("stopWords", "'english', null or an array of words", t)),
+    }
+    if let Some(n) = props.count("topN")? {
+        o.top_n = n;
+    }
+    let use_mmr = props.boolean("useMmr")?.unwrap_or(true);
+    let diversity = props.number("diversity")?.unwrap_or(0.5);
+    o.ranking = if use_mmr { Ranking::Mmr { diversity } } else { Ranking::Cosine };
+    o.priority = embed_options_priority(&props)?;
+    Ok(o)
+}
+
+/// An array of finite numbers.
+fn numbers_from_js(value: Unknown, what: &str) -> Result<Vec<f64>> {
+    if !value.is_array().map_err(|e| unreadable(what, e))? {
+        return Err(Error::invalid_input(format!("{what} must be an array")));
+    }
+    // SAFETY: checked to be an array.
+    let arr = unsafe { value.cast::<Object>() }.map_err(|e| unreadable(what, e))?;
+    let len = arr.get_array_length().map_err(|e| unreadable(what, e))?;
+    let mut out = Vec::new();
+    for i in 0..len.min(16) {
+        let v: Unknown = arr.get_element(i).map_err(|e| unreadable(what, e))?;
+        if v.get_type().map_err(|e| unreadable(what, e))? != ValueType::Number {
+            return Err(Error::invalid_input(format!("{what}[{i}] must be a number")));
+        }
+        // SAFETY: checked to be a number.
+        let n = unsafe { v.cast::<f64>() }.map_err(|e| unreadable(what, e))?;
+        if !n.is_finite() {
+            return Err(Error::invalid_input(format!("{what}[{i}] must be finite")));
+        }
+        out.push(n);
+    }
+    if len > 16 {
+        out.push(f64::NAN);
+    }
+    Ok(out)
+}
+
 fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     let props = Props::new(options, "options")?;
     let model = props.string("model")?.ok_or_else(|| {
@@ -190,16 +280,17 @@ fn texts_from_js(texts: Unknown) -> Result<Vec<String>> {
     Ok(out)
 }
 
+fn embed_options_priority(props: &Props) -> Result<Priority> {
+    match props.string("priority")?.as_deref() {
+        None | Some("index") => Ok(Priority::Index),
+        Some("query") => Ok(Priority::Query),
+        Some(other) => Err(Error::invalid_input(format!("options.priority must be 'query' or 'index', got {other:?}"))),
+    }
+}
+
 fn embed_options(options: Option<Unknown>) -> Result<EmbedOptions> {
     let props = Props::new(options, "options")?;
-    let priority = match props.string("priority")?.as_deref() {
-        None | Some("index") => Priority::Index,
-        Some("query") => Priority::Query,
-        Some(other) => {
-            return Err(Error::invalid_input(format!("options.priority must be 'query' or 'index', got {other:?}")))
-        }
-    };
-    Ok(EmbedOptions { prompt: props.string("prompt")?, priority })
+    Ok(EmbedOptions { priority: embed_options_priority(&props)?, prompt: props.string("prompt")? })
 }
 
 /// Milliseconds from a JS option: a finite number; `allow_negative` keeps negatives (keepAliveMs: never).
@@ -299,6 +390,12 @@ pub struct JsEmbeddings {
 }
 
 #[napi(object)]
+pub struct JsKeyphrase {
+    pub text: String,
+    pub score: f64,
+}
+
+#[napi(object)]
 pub struct JsQueued {
     pub query: u32,
     pub index: u32,
@@ -325,6 +422,28 @@ fn unit_reply(deferred: JsDeferred<(), UnitResolver>) -> Box<dyn FnOnce(Result<(
     Box::new(move |result: Result<()>| {
         deferred.resolve(Box::new(move |env: Env| result.map_err(|e| to_js(&env, &e))))
     })
+}
+
+/// Starts a request with `start` (or settles it at once when its input was refused) and returns
+/// `{ id, promise }`: the id lets JS abort it.
+fn ticket<'e, R, T>(
+    env: &'e Env,
+    promise: Object<'e>,
+    request: Result<R>,
+    settle: impl FnOnce(Result<T>) + Send + 'static,
+    start: impl FnOnce(R, Reply<T>) -> u64,
+) -> napi::Result<Object<'e>> {
+    let id = match request {
+        Ok(request) => start(request, Box::new(settle)),
+        Err(e) => {
+            settle(Err(e));
+            0
+        }
+    };
+    let mut ticket = Object::new(env)?;
+    ticket.set("id", id as f64)?;
+    ticket.set("promise", promise)?;
+    Ok(ticket)
 }
 
 /// The native half of `EmbeddingService`; `service.js` adds AbortSignal and callback handling around it.
@@ -373,17 +492,31 @@ impl NativeEmbeddingService {
                 Err(e) => Err(to_js(&env, &e)),
             })
         };
-        let id = match request {
-            Ok((texts, options)) => self.inner.embed(texts, options, Box::new(settle)),
-            Err(e) => {
-                settle(Err(e));
-                0
-            }
+        ticket(env, promise, request, settle, |(texts, options), reply| self.inner.embed(texts, options, reply))
+    }
+
+    /// Returns `{ id, promise }`; the promise resolves to one list of `{ text, score }` per document.
+    #[napi(catch_unwind)]
+    pub fn extract_keyphrases<'e>(
+        &self,
+        env: &'e Env,
+        texts: Unknown,
+        options: Option<Unknown>,
+    ) -> napi::Result<Object<'e>> {
+        let (deferred, promise) = env.create_deferred()?;
+        let request = texts_from_js(texts).and_then(|t| Ok((t, keyphrase_options(options)?)));
+        let settle = move |result: Result<Vec<Vec<Keyphrase>>>| {
+            deferred.resolve(move |env: Env| match result {
+                Ok(docs) => Ok(docs
+                    .into_iter()
+                    .map(|d| d.into_iter().map(|k| JsKeyphrase { text: k.text, score: k.score }).collect())
+                    .collect::<Vec<Vec<JsKeyphrase>>>()),
+                Err(e) => Err(to_js(&env, &e)),
+            })
         };
-        let mut ticket = Object::new(env)?;
-        ticket.set("id", id as f64)?;
-        ticket.set("promise", promise)?;
-        Ok(ticket)
+        ticket(env, promise, request, settle, |(texts, options), reply| {
+            self.inner.extract_keyphrases(texts, options, reply)
+        })
     }
 
     /// Aborts a request by id (`ERR_ABORTED`); unknown or settled ids are ignored.

@@ -4,11 +4,12 @@
 //! `service` is the public face; `lifecycle` the state machine under one lock; `scheduler` the two priority
 //! lanes; `worker` the thread that owns the model; `watchdog` the progress-based stall detector; `progress` the
 //! events and their bounded mailbox; `batching` the batch planner; `model` the model folder, tokenizer, encoder
-//! and pooling.
+//! and pooling; `keyphrases` KeyBERT's key-phrase extraction on top of `service`.
 
 pub mod batching;
 pub mod device;
 pub mod error;
+pub mod keyphrases;
 pub mod lifecycle;
 pub mod model;
 pub mod progress;
@@ -22,6 +23,7 @@ mod binding;
 
 pub use device::DeviceChoice;
 pub use error::{Error, ErrorCode, Result};
+pub use keyphrases::{Keyphrase, KeyphraseOptions, Ranking, StopWords};
 pub use model::Dtype;
 pub use lifecycle::{Embeddings, ServiceStatus, State};
 pub use scheduler::Priority;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::batching::BatchLimits;
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::keyphrases::{Keyphrase, KeyphraseOptions, Plan};
 use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
@@ -155,6 +156,37 @@ impl Service {
         let (tx, rx) = std::sync::mpsc::channel();
         self.embed(texts, options, Box::new(move |r| drop(tx.send(r))));
         rx.recv().map_err(|_| Error::internal("the worker dropped a request without answering"))?
+    }
+
+    /// Key phrases of each document, KeyBERT's way: the documents and their distinct candidate n-grams are
+    /// embedded as one request (no prompt, at `options.priority`), then each document's candidates are ranked
+    /// against it on the worker thread. Returns the request's id, for `abort`. Candidates are extracted here,
+    /// on the calling thread: linear in the text, a fraction of a millisecond for a document chunk.
+    pub fn extract_keyphrases(
+        &self,
+        documents: Vec<String>,
+        options: KeyphraseOptions,
+        reply: Reply<Vec<Vec<Keyphrase>>>,
+    ) -> u64 {
+        if let Err(e) = options.validate() {
+            reply(Err(e));
+            return 0;
+        }
+        let plan = Plan::new(&documents, &options);
+        let texts = plan.texts.clone();
+        let embed_options = EmbedOptions { prompt: None, priority: options.priority };
+        self.embed(
+            texts,
+            embed_options,
+            Box::new(move |result| {
+                // The reply runs on the worker thread: a bug here must fail this request, not the worker.
+                let ranked = result.and_then(|e| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.rank(&e.vectors, &options)))
+                        .map_err(|p| Error::from_panic("ranking key phrases", p.as_ref()))
+                });
+                reply(ranked)
+            }),
+        )
     }
 
     /// Aborts a request (`ERR_ABORTED`): at once if it waits, else before its next batch.
