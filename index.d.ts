@@ -69,7 +69,7 @@ export interface EmbeddingServiceOptions {
   maxBatchSize?: number
   /**
    * Most padded tokens (texts x longest text) in one forward pass. Default 4096. A single text longer than
-   * this still runs, alone. Smaller batches let a query overtake index work sooner.
+   * this still runs, alone. A query waits for at most one layer product of such a batch (CPU, BERT family).
    */
   maxBatchTokens?: number
   /**
@@ -104,6 +104,11 @@ export interface EmbeddingServiceOptions {
      * replacement the watchdog starts does not.
      */
     stallMs?: number
+    /**
+     * Each index batch waits inside its forward pass (at its first checkpoint) until this many queries are
+     * queued, at most 30 s: a test can then watch queries overtake the batch without timing anything.
+     */
+    holdIndexBatchUntilQueries?: number
   }
 }
 
@@ -172,8 +177,13 @@ export interface ServiceStatus {
 export interface EmbedOptions {
   /**
    * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
-   * yields to them at every batch boundary, then resumes. After 8 query batches in a row while index work
-   * waits, one index batch runs, so queries cannot starve indexing. Default 'index'.
+   * yields to them inside its batch. On CPU, BERT-family models (BERT, MiniLM, XLM-R, E5, bge) pause the batch
+   * between the products of each layer (five per layer), run the waiting queries on their own buffers, and
+   * resume it where it stopped, with the same bits as if it had never paused: a query waits for at most one
+   * product of one layer of the batch in flight. ModernBERT and GPU devices yield at batch boundaries, and run
+   * index batches a quarter of their size while queries keep arriving (one in the last 2 s). After 8 query
+   * batches in a row while index work waits, index work runs, so queries cannot starve indexing. Default
+   * 'index'.
    */
   priority?: 'query' | 'index'
   /**

@@ -111,6 +111,41 @@ describe('priority', () => {
   })
 })
 
+describe('a query inside an index batch', () => {
+  it('finishes before the batch it overtook, and both give the vectors they give alone, bit for bit', async () => {
+    const docs = chunks(64)
+    const question = ['where is the config?', 'how do I unload the model?']
+    // One batch of 64 texts that waits inside its forward pass until a query is queued (a test hook: nothing
+    // here is timed).
+    const all = recorder()
+    const svc = new EmbeddingService({
+      model: minilmDir(), threads: 2, maxBatchSize: 64, maxBatchTokens: 1 << 20, testHooks: { holdIndexBatchUntilQueries: 1 },
+      onProgress: all.onProgress,
+    })
+    await svc.load()
+    const { events, onProgress } = recorder()
+    const order = []
+    const job = svc.embed(docs, { onProgress }).then((v) => (order.push('job'), v))
+    await nextEvent(events, (e) => e.status === 'processing_embeddings')
+    const query = svc.embed(question, { priority: 'query' }).then((v) => (order.push('query'), v))
+    const [jobVectors, queryVectors] = await Promise.all([job, query])
+    expect(order).toEqual(['query', 'job'])
+    // In the service's event stream (emission order), the query completed before the job's first batch did.
+    const jobId = events[0].requestId
+    const queryDone = all.events.findIndex((e) => e.status === 'completed' && e.requestId !== jobId)
+    const firstJobBatch = all.events.findIndex((e) => e.status === 'processing_batch' && e.requestId === jobId)
+    expect(queryDone).toBeGreaterThanOrEqual(0)
+    expect(queryDone).toBeLessThan(firstJobBatch)
+    await svc.close()
+
+    const plain = new EmbeddingService({ model: minilmDir(), threads: 2, maxBatchSize: 64, maxBatchTokens: 1 << 20 })
+    const [aloneJob, aloneQuery] = [await plain.embed(docs), await plain.embed(question, { priority: 'query' })]
+    jobVectors.forEach((v, i) => expect(v).toEqual(aloneJob[i]))
+    queryVectors.forEach((v, i) => expect(v).toEqual(aloneQuery[i]))
+    await plain.close()
+  })
+})
+
 describe('idle unload', () => {
   it('unloads after keepAliveMs with no work and reloads for the next request', async () => {
     const { events, onProgress } = recorder()

@@ -248,6 +248,7 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     }
     let hooks = Props::new(props.get("testHooks")?.map(|(v, _)| v), "options.testHooks")?;
     o.faults.panic_on_text = hooks.string("panicOnText")?;
+    o.faults.hold_index_until_queries = hooks.count("holdIndexBatchUntilQueries")?.unwrap_or(0);
     if let Some(ms) = millis(&hooks, "stallMs", false)? {
         o.faults.stall = Some(Duration::from_secs_f64(ms / 1000.0));
     }

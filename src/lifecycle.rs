@@ -97,6 +97,11 @@ pub struct Core {
     pub works: HashMap<u64, Work>,
     /// The request whose step the worker is running now.
     pub on_worker: Option<u64>,
+    /// An index request whose batch is paused at a checkpoint while `on_worker` (a query) runs.
+    pub paused: Option<u64>,
+    /// When the last query was submitted: encoders without checkpoints run smaller index batches while
+    /// queries keep arriving.
+    pub last_query_at: Option<Instant>,
     pub next_id: u64,
     pub model_loaded: bool,
     pub load_requested: bool,
@@ -177,6 +182,8 @@ impl Shared {
                 tickets: HashMap::new(),
                 works: HashMap::new(),
                 on_worker: None,
+                paused: None,
+                last_query_at: None,
                 next_id: 1,
                 model_loaded: false,
                 load_requested: false,
@@ -239,6 +246,9 @@ impl Shared {
             },
         );
         core.lanes.push(id, priority);
+        if priority == Priority::Query {
+            core.last_query_at = Some(Instant::now());
+        }
         core.keep_alive_deadline = None;
         drop(core);
         self.worker_wake.notify_all();
@@ -252,7 +262,7 @@ impl Shared {
         let mut after = After::default();
         {
             let mut core = self.core.lock();
-            if core.on_worker == Some(id) {
+            if core.on_worker == Some(id) || core.paused == Some(id) {
                 if let Some(t) = core.tickets.get_mut(&id) {
                     t.abort_requested = true;
                 }

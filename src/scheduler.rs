@@ -53,6 +53,23 @@ impl Lanes {
         }
     }
 
+    /// The index work in progress has moved on (it reached its next checkpoint): a new streak of queries may
+    /// preempt it.
+    pub fn index_progressed(&mut self) {
+        self.query_streak = 0;
+    }
+
+    /// A query to run while index work is paused at a checkpoint, if one waits and the streak allows: at most
+    /// `MAX_QUERY_STREAK` queries run at one checkpoint, then the index work runs to its next one, so queries
+    /// cannot starve it this way either.
+    pub fn next_preempting_query(&mut self) -> Option<u64> {
+        if self.query.is_empty() || self.query_streak >= MAX_QUERY_STREAK {
+            return None;
+        }
+        self.query_streak += 1;
+        self.query.pop_front()
+    }
+
     pub fn remove(&mut self, id: u64) -> bool {
         for lane in [&mut self.query, &mut self.index] {
             if let Some(pos) = lane.iter().position(|&x| x == id) {
@@ -114,6 +131,27 @@ mod tests {
         }
         assert_eq!(served.len(), MAX_QUERY_STREAK + 1, "{served:?}");
         assert_eq!(*served.last().unwrap(), 0);
+    }
+
+    #[test]
+    fn queries_preempting_an_index_batch_count_toward_the_streak() {
+        let mut l = Lanes::default();
+        l.push(0, Priority::Index);
+        assert_eq!(l.next_to_run(), Some(0)); // index request 0 is running its batch
+        for q in 1..=20 {
+            l.push(q, Priority::Query);
+        }
+        let preempting: Vec<u64> = std::iter::from_fn(|| l.next_preempting_query()).collect();
+        assert_eq!(preempting, (1..=MAX_QUERY_STREAK as u64).collect::<Vec<_>>());
+        // The batch moves on to its next checkpoint: another streak may run there.
+        l.index_progressed();
+        assert_eq!(l.next_preempting_query(), Some(MAX_QUERY_STREAK as u64 + 1));
+        // A full streak ran before the batch finished: its request goes back to the front and runs before
+        // any more queries.
+        while l.next_preempting_query().is_some() {}
+        l.push_front(0, Priority::Index);
+        assert_eq!(l.next_to_run(), Some(0));
+        assert_eq!(l.next_to_run(), Some(2 * MAX_QUERY_STREAK as u64 + 1));
     }
 
     #[test]

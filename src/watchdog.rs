@@ -43,6 +43,7 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>) {
             let generation = core.generation;
             shared.fail_all(&mut core, &mut after, Error::new(ErrorCode::Stalled, message.clone()));
             core.on_worker = None;
+            core.paused = None;
             core.model_loaded = false;
             core.state = State::Unloaded;
             core.keep_alive_deadline = None;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::batching::{plan_batches, BatchLimits};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::lifecycle::{After, Embeddings, Shared, State, Work};
+use crate::lifecycle::{After, Core, Embeddings, Shared, State, Work};
+use crate::scheduler::Priority;
+use parking_lot::MutexGuard;
 use crate::model::source::{self, ModelSource};
 use crate::model::{Dtype, Embedder, Kernels};
 use crate::progress::{LogLevel, ProgressEvent, Status};
@@ -22,6 +24,11 @@ pub struct FaultInjection {
     /// Sleep this long before each batch, reporting nothing (a stuck device). Only the first worker does;
     /// the replacement the watchdog starts runs normally, as after a device recovers.
     pub stall: Option<Duration>,
+    /// When above 0, the service's first index batch waits at its first checkpoint until this many queries
+    /// are queued (at most 30 s), so a test can watch queries overtake a batch in progress without timing it.
+    pub hold_index_until_queries: usize,
+    /// Set once that batch has been held.
+    pub hold_spent: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the worker is built with.
@@ -185,54 +192,10 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
 
         // One step of the next request.
         if let (Some(loaded), Some(id)) = (model.as_ref(), core.lanes.next_to_run()) {
-            let Some(mut work) = core.works.remove(&id) else { continue };
-            core.on_worker = Some(id);
-            core.state = State::Working;
-            if let Some(t) = core.tickets.get_mut(&id) {
-                t.started = true;
+            match serve_step(&shared, loaded, &config, generation, pool.as_ref(), core, id) {
+                Some(c) => core = c,
+                None => return,
             }
-            drop(core);
-            shared.watchdog_wake.notify_all();
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let mut run_step = || step(&shared, loaded, &config, generation, &mut work);
-                match &pool {
-                    Some(pool) => pool.install(run_step),
-                    None => run_step(),
-                }
-            }))
-            .unwrap_or_else(|p| Err(Error::from_panic("embedding", p.as_ref())));
-            core = shared.lock();
-            if core.generation != generation {
-                return;
-            }
-            core.on_worker = None;
-            shared.touch(&mut core);
-            let mut after = After::default();
-            // The ticket is gone when close() or the watchdog already answered the request.
-            if let Some(ticket) = core.tickets.remove(&id) {
-                let priority = ticket.priority;
-                if ticket.abort_requested {
-                    after.reply(ticket.reply, Err(Error::aborted()));
-                } else {
-                    match outcome {
-                        Err(e) => after.reply(ticket.reply, Err(e)),
-                        Ok(Step::Done(result)) => {
-                            let n = result.vectors.len() as u64;
-                            shared.emit(ProgressEvent::new(Status::Completed, n, n, "completed").for_request(id));
-                            after.reply(ticket.reply, Ok(result));
-                        }
-                        Ok(Step::More) => {
-                            core.tickets.insert(id, ticket);
-                            core.works.insert(id, work);
-                            core.lanes.push_front(id, priority);
-                        }
-                    }
-                }
-            }
-            shared.update_idle(&mut core);
-            drop(core);
-            after.run();
-            core = shared.lock();
             continue;
         }
 
@@ -265,6 +228,122 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
         std::mem::take(&mut core.exit_waiters)
     };
     waiters.into_iter().for_each(|w| w(Ok(())));
+}
+
+/// Runs one step of request `id` and settles the request when it finished, failed or was aborted, or puts it
+/// back at the front of its lane. Called from the worker loop, and from an index batch's checkpoint to run a
+/// waiting query (then `on_worker` is the paused index request's, and is restored after). Returns the core
+/// locked again, or `None` when the watchdog has replaced this worker.
+fn serve_step<'a>(
+    shared: &'a Shared,
+    loaded: &Loaded,
+    config: &WorkerConfig,
+    generation: u64,
+    pool: Option<&rayon::ThreadPool>,
+    mut core: MutexGuard<'a, Core>,
+    id: u64,
+) -> Option<MutexGuard<'a, Core>> {
+    let Some(mut work) = core.works.remove(&id) else { return Some(core) };
+    let outer = core.on_worker.replace(id);
+    core.state = State::Working;
+    let mut priority = Priority::Index;
+    if let Some(t) = core.tickets.get_mut(&id) {
+        t.started = true;
+        priority = t.priority;
+    }
+    // Index work yields to queries inside its batch where the encoder has checkpoints, else by running smaller
+    // batches while queries arrive; a step run from a checkpoint does not yield again.
+    let yielding = match (priority, outer) {
+        (Priority::Index, None) if loaded.embedder.has_checkpoints() => Yield::Checkpoints(pool),
+        (Priority::Index, None) => Yield::SmallerBatches(pool),
+        _ => Yield::No,
+    };
+    drop(core);
+    shared.watchdog_wake.notify_all();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut run_step = || step(shared, loaded, config, generation, &mut work, yielding);
+        match pool {
+            Some(pool) => pool.install(run_step),
+            None => run_step(),
+        }
+    }))
+    .unwrap_or_else(|p| Err(Error::from_panic("embedding", p.as_ref())));
+    let mut core = shared.lock();
+    if core.generation != generation {
+        return None;
+    }
+    core.on_worker = outer;
+    shared.touch(&mut core);
+    let mut after = After::default();
+    // The ticket is gone when close() or the watchdog already answered the request.
+    if let Some(ticket) = core.tickets.remove(&id) {
+        if ticket.abort_requested {
+            after.reply(ticket.reply, Err(Error::aborted()));
+        } else {
+            match outcome {
+                Err(e) => after.reply(ticket.reply, Err(e)),
+                Ok(Step::Done(result)) => {
+                    let n = result.vectors.len() as u64;
+                    shared.emit(ProgressEvent::new(Status::Completed, n, n, "completed").for_request(id));
+                    after.reply(ticket.reply, Ok(result));
+                }
+                Ok(Step::More) => {
+                    core.tickets.insert(id, ticket);
+                    core.works.insert(id, work);
+                    core.lanes.push_front(id, priority);
+                }
+            }
+        }
+    }
+    shared.update_idle(&mut core);
+    drop(core);
+    after.run();
+    Some(shared.lock())
+}
+
+/// A checkpoint of index work (inside a batch's forward pass, or between slices of its tokenisation): progress
+/// for the watchdog, then any waiting queries (up to the streak), each run whole while the index work waits
+/// (in the forward pass, on the encoder's second buffer set). Fails, ending the step early, when the index
+/// request was aborted, the service closed or the worker replaced.
+fn checkpoint(
+    shared: &Shared,
+    loaded: &Loaded,
+    config: &WorkerConfig,
+    generation: u64,
+    pool: Option<&rayon::ThreadPool>,
+    index_id: u64,
+    in_forward: bool,
+) -> Result<()> {
+    let mut core = shared.lock();
+    // The index work ran since its last checkpoint: a new streak of queries may run here.
+    core.lanes.index_progressed();
+    loop {
+        if core.generation != generation {
+            return Err(Error::internal("the watchdog replaced this worker"));
+        }
+        if core.state == State::Closed {
+            return Err(Error::closed());
+        }
+        match core.tickets.get(&index_id) {
+            Some(t) if !t.abort_requested => {}
+            _ => return Err(Error::aborted()),
+        }
+        shared.touch(&mut core);
+        let hold = config.faults.hold_index_until_queries;
+        if hold > 0 && in_forward && !config.faults.hold_spent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            // Test hook: the batch waits here for queries, so a test can see them overtake it mid-batch.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while core.lanes.len(Priority::Query) < hold && core.state != State::Closed && Instant::now() < deadline {
+                shared.worker_wake.wait_until(&mut core, deadline);
+            }
+            continue;
+        }
+        let Some(query) = core.lanes.next_preempting_query() else { return Ok(()) };
+        core.paused = Some(index_id);
+        core = serve_step(shared, loaded, config, generation, pool, core, query)
+            .ok_or_else(|| Error::internal("the watchdog replaced this worker"))?;
+        core.paused = None;
+    }
 }
 
 fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Loaded, String)> {
@@ -319,8 +398,33 @@ fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {
     }
 }
 
+/// How an index step makes way for queries.
+#[derive(Clone, Copy)]
+enum Yield<'a> {
+    No,
+    /// The batch stops at the encoder's checkpoints to run waiting queries (see `checkpoint`); the pool runs
+    /// their matrix products.
+    Checkpoints(Option<&'a rayon::ThreadPool>),
+    /// For encoders that run a batch whole (ModernBERT, candle's): while queries arrive, a step runs a quarter
+    /// of the planned batch, so a query waits for less.
+    SmallerBatches(Option<&'a rayon::ThreadPool>),
+}
+
+/// How recently a query must have arrived for `Yield::SmallerBatches` to shrink index batches.
+const QUERIES_ARRIVING: Duration = Duration::from_secs(2);
+
+/// Texts tokenised between two checkpoints of index work.
+const TOKENIZE_SLICE: usize = 64;
+
 /// One step of a request: tokenise it on its first step, then run one batch.
-fn step(shared: &Shared, loaded: &Loaded, config: &WorkerConfig, generation: u64, work: &mut Work) -> Result<Step> {
+fn step(
+    shared: &Shared,
+    loaded: &Loaded,
+    config: &WorkerConfig,
+    generation: u64,
+    work: &mut Work,
+    yielding: Yield,
+) -> Result<Step> {
     let n = work.texts.len() as u64;
     if work.tokens.is_none() {
         if let Some(trigger) = &config.faults.panic_on_text {
@@ -329,7 +433,17 @@ fn step(shared: &Shared, loaded: &Loaded, config: &WorkerConfig, generation: u64
             }
         }
         shared.emit(ProgressEvent::new(Status::ProcessingEmbeddings, 0, n, "tokenizing").for_request(work.id));
-        let tokens = loaded.embedder.tokenize(&work.texts, work.prompt.as_deref())?;
+        // In slices, with a checkpoint after each for index work: tokenising a large job takes long enough
+        // (about half a millisecond per 1,000-character text) that a query should not wait for all of it.
+        let mut tokens = Vec::with_capacity(work.texts.len());
+        for slice in work.texts.chunks(TOKENIZE_SLICE) {
+            tokens.extend(loaded.embedder.tokenize(slice, work.prompt.as_deref())?);
+            if let Yield::Checkpoints(pool) | Yield::SmallerBatches(pool) = yielding {
+                if tokens.len() < work.texts.len() {
+                    checkpoint(shared, loaded, config, generation, pool, work.id, false)?;
+                }
+            }
+        }
         let lengths: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
         work.plan = plan_batches(&lengths, config.limits);
         work.vectors = vec![Vec::new(); tokens.len()];
@@ -339,10 +453,25 @@ fn step(shared: &Shared, loaded: &Loaded, config: &WorkerConfig, generation: u64
     if let Some(pause) = config.faults.stall.filter(|_| generation == 0) {
         std::thread::sleep(pause);
     }
+    if let Yield::SmallerBatches(_) = yielding {
+        let arriving = shared.lock().last_query_at.is_some_and(|t| t.elapsed() < QUERIES_ARRIVING);
+        let batch = &mut work.plan[work.next_batch];
+        if arriving && batch.len() > 1 {
+            let rest = batch.split_off(batch.len().div_ceil(4));
+            work.plan.insert(work.next_batch + 1, rest);
+        }
+    }
     let tokens = work.tokens.as_ref().expect("tokenised above");
     let batch = &work.plan[work.next_batch];
     let refs: Vec<_> = batch.iter().map(|&i| &tokens[i]).collect();
-    let vectors = loaded.embedder.embed_tokens(&refs)?;
+    let vectors = match yielding {
+        Yield::Checkpoints(pool) => {
+            let id = work.id;
+            let mut pause = || checkpoint(shared, loaded, config, generation, pool, id, true);
+            loaded.embedder.embed_tokens_with(&refs, Some(&mut pause))?
+        }
+        Yield::No | Yield::SmallerBatches(_) => loaded.embedder.embed_tokens(&refs)?,
+    };
     for (&i, v) in batch.iter().zip(vectors) {
         work.vectors[i] = v;
     }

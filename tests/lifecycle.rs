@@ -243,3 +243,114 @@ fn load_and_unload_on_demand_and_unload_waits_for_running_work() {
     let s = svc.status();
     assert_eq!((s.state, s.model_loaded, s.unload_count), (State::Unloaded, false, 1));
 }
+
+/// Index batches of `n` texts, the first held at its first checkpoint until `queries` queries are queued.
+fn held_batch_service(n: usize, queries: usize) -> (Service, Arc<Recorder>, Receiver<ProgressEvent>) {
+    recorded_service(|o| {
+        o.limits.max_batch_size = n;
+        o.limits.max_batch_tokens = 1 << 20;
+        o.faults.hold_index_until_queries = queries;
+    })
+}
+
+#[test]
+fn a_query_overtakes_an_index_batch_in_progress_and_every_vector_is_bit_identical() {
+    let (svc, rec, events) = held_batch_service(64, 1);
+    let texts = many(64);
+    let (job_id, job) = submit(&svc, texts.clone(), Priority::Index);
+    // The job has been tokenised and its only batch has started; it waits inside the forward pass.
+    wait_for(&events, |e| e.request_id == Some(job_id) && e.status == Status::ProcessingEmbeddings);
+    let (query_id, query) = submit(&svc, vec!["where is the config?".into(), "how do I unload".into()], Priority::Query);
+    let q = query.recv().unwrap().unwrap();
+    assert!(job.try_recv().is_err(), "the index batch finished before the query");
+    let j = job.recv().unwrap().unwrap();
+    // The query completed while the job's one and only batch was still in progress.
+    let all = rec.all.lock().unwrap().clone();
+    let query_done = all.iter().position(|e| e.request_id == Some(query_id) && e.status == Status::Completed).unwrap();
+    let job_batch = all.iter().position(|e| e.request_id == Some(job_id) && e.status == Status::ProcessingBatch).unwrap();
+    assert!(query_done < job_batch);
+    // Bit for bit what each gives alone, on a service that never pauses.
+    let (plain, _, _) = recorded_service(|o| o.limits.max_batch_size = 64);
+    let alone_job = plain.embed_blocking(texts, EmbedOptions::default()).unwrap();
+    let alone_query = plain.embed_blocking(vec!["where is the config?".into(), "how do I unload".into()], EmbedOptions::default()).unwrap();
+    assert_eq!(j.vectors, alone_job.vectors);
+    assert_eq!(q.vectors, alone_query.vectors);
+}
+
+#[test]
+fn a_steady_stream_of_queued_queries_cannot_starve_a_batch_in_progress() {
+    // A sender keeps 16 queries queued at all times. Without the streak rule, the checkpoint would serve
+    // them forever and the index batch would never finish.
+    let (svc, _rec, events) = held_batch_service(64, 16);
+    let (job_id, job) = submit(&svc, many(64), Priority::Index);
+    wait_for(&events, |e| e.request_id == Some(job_id) && e.status == Status::ProcessingEmbeddings);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let cap = 20_000;
+    let sent = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut outstanding = std::collections::VecDeque::new();
+            let mut sent = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && sent < cap {
+                while outstanding.len() < 16 {
+                    outstanding.push_back(submit(&svc, vec![format!("query {sent}")], Priority::Query).1);
+                    sent += 1;
+                }
+                outstanding.pop_front().unwrap().recv().unwrap().unwrap();
+            }
+            for q in outstanding {
+                q.recv().unwrap().unwrap();
+            }
+            sent
+        });
+        let result = job.recv().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(result.is_ok());
+        sender.join().unwrap()
+    });
+    assert!(sent > embedding_service::scheduler::MAX_QUERY_STREAK, "only {sent} queries were sent");
+    assert!(sent < cap, "the index batch finished only after the sender gave up: starved");
+}
+
+#[test]
+fn abort_and_close_act_at_the_next_checkpoint_of_a_paused_batch() {
+    let (svc, _rec, events) = held_batch_service(64, 1);
+    let (job_id, job) = submit(&svc, many(64), Priority::Index);
+    wait_for(&events, |e| e.request_id == Some(job_id) && e.status == Status::ProcessingEmbeddings);
+    svc.abort(job_id);
+    // The abort is noticed once the held batch resumes (the query releases it).
+    let (_, query) = submit(&svc, vec!["q".into()], Priority::Query);
+    assert_eq!(job.recv().unwrap().unwrap_err().code, ErrorCode::Aborted);
+    query.recv().unwrap().unwrap();
+
+    let (svc, _rec, events) = held_batch_service(64, 1);
+    let (job_id, job) = submit(&svc, many(64), Priority::Index);
+    wait_for(&events, |e| e.request_id == Some(job_id) && e.status == Status::ProcessingEmbeddings);
+    svc.close_blocking();
+    assert_eq!(job.recv().unwrap().unwrap_err().code, ErrorCode::Closed);
+}
+
+#[test]
+fn modernbert_runs_smaller_index_batches_while_queries_arrive() {
+    let (tx, rx) = channel();
+    let recorder = Arc::new(Recorder { all: Mutex::new(Vec::new()), tx: Mutex::new(tx) });
+    let mut options = ServiceOptions::new(reference("tiny-modernbert-mean").join("model").to_string_lossy());
+    options.threads = 1;
+    options.sink = recorder.clone();
+    options.limits.max_batch_size = 8;
+    let svc = Service::new(options).unwrap();
+    drop(rx);
+    let texts = many(32);
+    // With no query, the job runs in its 4 planned batches.
+    let (quiet_id, quiet) = submit(&svc, texts.clone(), Priority::Index);
+    let quiet = quiet.recv().unwrap().unwrap();
+    // A query has just arrived: each index step runs a quarter of its batch.
+    submit(&svc, vec!["a query".into()], Priority::Query).1.recv().unwrap().unwrap();
+    let (busy_id, busy) = submit(&svc, texts, Priority::Index);
+    let busy = busy.recv().unwrap().unwrap();
+    let batches = |id| recorder.all.lock().unwrap().iter().filter(|e| e.request_id == Some(id) && e.status == Status::ProcessingBatch).count();
+    assert_eq!(batches(quiet_id), 4);
+    assert!(batches(busy_id) > 4, "{} batches", batches(busy_id));
+    for (a, b) in busy.vectors.iter().zip(&quiet.vectors) {
+        assert!(cosine(a, b) >= 0.99999);
+    }
+}

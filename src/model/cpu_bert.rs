@@ -86,8 +86,15 @@ fn take_buf(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[..len]
 }
 
+/// Called by `forward` between the products of each layer (five times per layer): the worker lets waiting queries run here, on the second set of buffers, and stops the batch (by
+/// returning an error) when it was aborted or the service closed. The batch's state stays in its own buffers,
+/// so resuming gives the same bits as never pausing.
+pub type Checkpoint<'a> = &'a mut dyn FnMut() -> Result<()>;
+
 pub struct CpuBert {
-    scratch: parking_lot::Mutex<Scratch>,
+    /// The working buffers: the first set for the batch in progress, the second for a query run while that
+    /// batch is paused at a checkpoint (the second set stays as small as the queries).
+    scratch: [parking_lot::Mutex<Scratch>; 2],
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
@@ -154,7 +161,7 @@ impl CpuBert {
         }
         let e = vb.pp("embeddings");
         Ok(CpuBert {
-            scratch: parking_lot::Mutex::new(Scratch::default()),
+            scratch: Default::default(),
             word: take(&e, "word_embeddings.weight", &[config.vocab_size, h])?,
             position: take(&e, "position_embeddings.weight", &[config.max_position_embeddings, h])?,
             token_type: take(&e, "token_type_embeddings.weight", &[config.type_vocab_size, h])?,
@@ -180,13 +187,15 @@ impl CpuBert {
 
     /// Computes token embeddings and hands each sequence's (`len * hidden` values) to `each`, in order, while
     /// they are still in the working buffer. `threads` bounds the matmuls' parallelism; run inside the
-    /// service's rayon pool.
+    /// service's rayon pool. `checkpoint`, when given, runs between the steps of every layer (see
+    /// `Checkpoint`); a pass started from a checkpoint takes none.
     pub fn forward(
         &self,
         ids: &[&[u32]],
         type_ids: &[&[u32]],
         threads: usize,
         mut each: impl FnMut(usize, &[f32]),
+        mut checkpoint: Option<Checkpoint>,
     ) -> Result<()> {
         let h = self.hidden;
         let offsets: Vec<usize> = ids
@@ -202,21 +211,36 @@ impl CpuBert {
             (0..ids.len()).for_each(|i| each(i, &[]));
             return Ok(());
         }
-        let mut scratch = self.scratch.lock();
+        // The first set is held by a batch paused at a checkpoint on this thread; a pass started there takes
+        // the second. Only one pass can be paused, so one of the two is always free.
+        let mut scratch = self.scratch[0]
+            .try_lock()
+            .or_else(|| self.scratch[1].try_lock())
+            .ok_or_else(|| Error::internal("both encoder buffer sets are in use"))?;
         let Scratch { x, qkv, ctx, inter, a16 } = &mut *scratch;
+        let mut pause = || checkpoint.as_mut().map_or(Ok(()), |c| c());
         let (x, qkv) = (take_buf(x, total * h), take_buf(qkv, total * 3 * h));
         let (ctx, inter) = (take_buf(ctx, total * h), take_buf(inter, total * self.intermediate));
         self.embed(x, ids, type_ids)?;
 
         let seqs: Vec<(usize, usize)> = offsets.iter().zip(ids).map(|(&o, s)| (o, s.len())).collect();
-        for layer in &self.layers {
+        // Checkpoints split each layer at its five products (QKV, attention, attention output, and the two
+        // halves of the feed-forward block; none more than a quarter of the layer), so a waiting query waits
+        // for at most one of them.
+        for (n, layer) in self.layers.iter().enumerate() {
+            if n > 0 {
+                pause()?;
+            }
             // Q, K, V for every token in one multiply.
             layer.qkv_w.apply(qkv, 3 * h, x, h, total, (3 * h, h), false, threads, a16);
             add_bias(qkv, &layer.qkv_b);
+            pause()?;
             self.attention(qkv, ctx, &seqs);
+            pause()?;
             // x = LayerNorm(x + ctx·Wo + bo): the multiply accumulates onto the residual already in x.
             layer.attn_out_w.apply(x, h, ctx, h, total, (h, h), true, threads, a16);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
+            pause()?;
             layer.inter_w.apply(inter, self.intermediate, x, h, total, (self.intermediate, h), false, threads, a16);
             match self.act {
                 Activation::GeluErf => par_rows(inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
@@ -225,6 +249,7 @@ impl CpuBert {
                     rows.iter_mut().for_each(|v| *v = other.apply_scalar(*v));
                 }),
             }
+            pause()?;
             layer.out_w.apply(x, h, inter, self.intermediate, total, (h, self.intermediate), true, threads, a16);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
         }

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -74,7 +75,8 @@ impl Dtype {
 
 enum Encoder {
     Candle(BertEncoder),
-    Cpu(CpuBert),
+    // Boxed: its two sets of working buffers make it much larger than the other variants.
+    Cpu(Box<CpuBert>),
     ModernBert(modernbert::ModernBertEncoder),
 }
 use st_config::{read_json_opt, SentenceConfig};
@@ -233,7 +235,7 @@ impl Embedder {
         let encoder = if model_type == "modernbert" {
             Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
         } else if fast {
-            Encoder::Cpu(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?)
+            Encoder::Cpu(Box::new(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?))
         } else {
             Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
         };
@@ -281,8 +283,10 @@ impl Embedder {
             }
             _ => 0,
         };
+        // In parallel (in the service's compute pool when called from the worker): tokenising a large request
+        // is a noticeable part of its time.
         texts
-            .iter()
+            .par_iter()
             .map(|t| {
                 let full = match prompt {
                     Some(p) => format!("{p}{t}"),
@@ -350,6 +354,18 @@ impl Embedder {
 
     /// Embeds one batch of tokenised texts; returns one vector per input, in input order.
     pub fn embed_tokens(&self, batch: &[&Tokens]) -> Result<Vec<Vec<f32>>> {
+        self.embed_tokens_with(batch, None)
+    }
+
+    /// Whether the encoder calls a checkpoint inside a batch (the CPU BERT-family encoder does; ModernBERT and
+    /// candle's encoder run a batch whole).
+    pub fn has_checkpoints(&self) -> bool {
+        matches!(self.encoder, Encoder::Cpu(_))
+    }
+
+    /// `embed_tokens`, calling `checkpoint` between the steps of the forward pass where the encoder has them
+    /// (`cpu_bert::Checkpoint`).
+    pub fn embed_tokens_with(&self, batch: &[&Tokens], checkpoint: Option<cpu_bert::Checkpoint>) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
         let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
         let pool = |state: &[f32], hidden: usize, t: &Tokens| {
@@ -363,7 +379,7 @@ impl Embedder {
             // Pooled straight from the encoder's buffer: no per-text copy of the token states.
             Encoder::Cpu(enc) => {
                 let mut out = Vec::with_capacity(batch.len());
-                enc.forward(&ids, &types, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])))?;
+                enc.forward(&ids, &types, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
                 Ok(out)
             }
             Encoder::ModernBert(enc) => {
