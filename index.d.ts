@@ -180,10 +180,10 @@ export interface EmbedOptions {
    * yields to them inside its batch. On CPU, BERT-family models (BERT, MiniLM, XLM-R, E5, bge) pause the batch
    * between the products of each layer (five per layer), run the waiting queries on their own buffers, and
    * resume it where it stopped, with the same bits as if it had never paused: a query waits for at most one
-   * product of one layer of the batch in flight. ModernBERT and GPU devices yield at batch boundaries, and run
-   * index batches a quarter of their size while queries keep arriving (one in the last 2 s). After 8 query
-   * batches in a row while index work waits, index work runs, so queries cannot starve indexing. Default
-   * 'index'.
+   * product of one layer of the batch in flight (or one 64-text slice of an index job's tokenisation). ModernBERT and GPU devices yield at batch boundaries, and run
+   * index batches a quarter of their size while queries keep arriving (one in the last 2 s). At most 8 query
+   * batches run at one pause, and after 8 in a row between batches index work runs, so queries cannot starve
+   * indexing. Default 'index'.
    */
   priority?: 'query' | 'index'
   /**
