@@ -72,6 +72,13 @@ pub fn open(choice: DeviceChoice) -> Result<(Device, String)> {
     }
 }
 
+/// CPU threads for inference by default: the physical cores, since hyper-threads share the FMA units the
+/// matrix multiplies are bound by. Lives here, beside the device choice, so the model code need not reach up
+/// into the service for it.
+pub fn default_threads() -> usize {
+    num_cpus::get_physical().max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

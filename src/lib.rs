@@ -15,6 +15,7 @@ pub mod model;
 pub mod progress;
 pub mod scheduler;
 pub mod service;
+pub mod simd;
 pub mod watchdog;
 pub mod worker;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batching::BatchLimits;
-use crate::device::{self, DeviceChoice};
+use crate::device::{self, default_threads, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::keyphrases::{Keyphrase, KeyphraseOptions, Plan};
 use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
@@ -63,10 +63,6 @@ impl ServiceOptions {
     }
 }
 
-/// Physical cores: hyper-threads share the FMA units the matrix multiplies are bound by.
-pub fn default_threads() -> usize {
-    num_cpus::get_physical().max(1)
-}
 
 /// Options for one `embed` call.
 #[derive(Debug, Clone)]

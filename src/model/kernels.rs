@@ -91,7 +91,7 @@ impl SendPtr {
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if crate::simd::avx2() {
             // SAFETY: the CPU supports the features the function is compiled for.
             return unsafe { dot_avx2(a, b) };
         }
@@ -303,15 +303,15 @@ fn bias_layer_norm_impl(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32]
     }
 }
 
-/// Generates a public kernel that runs its body compiled for AVX2 and FMA when the CPU has them (checked at
-/// run time, cached by std), else compiled for the baseline target.
+/// Generates a public kernel that runs its body compiled for AVX2 and FMA when `simd::level()` allows (the CPU
+/// has them and `EMBEDDING_SERVICE_SIMD` does not cap them off), else compiled for the baseline target.
 macro_rules! dispatch {
     ($(#[$doc:meta])* $name:ident, $imp:ident, $avx:ident, ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                if crate::simd::avx2() {
                     // SAFETY: the CPU supports the features the function is compiled for.
                     return unsafe { $avx($($arg),*) };
                 }

@@ -138,7 +138,7 @@ fn prepare_text(text: &str, lower: bool) -> String {
 impl Embedder {
     /// Loads a model folder onto `device`, with the fast CPU kernels on CPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        Self::load_with(dir, device, Kernels::Fast, Dtype::F32, crate::service::default_threads())
+        Self::load_with(dir, device, Kernels::Fast, Dtype::F32, crate::device::default_threads())
     }
 
     /// Loads a model folder with the given kernels (`Fast` applies on CPU only), weight format and compute

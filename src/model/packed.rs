@@ -25,7 +25,7 @@ const ROWS_PER_TASK: usize = 64;
 pub fn bf16_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
+        crate::simd::avx512() && std::arch::is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -190,11 +190,11 @@ fn for_each_tile(m: usize, panels: usize, threads: usize, work: usize, f: impl F
     }
 }
 
-/// Whether this CPU runs the f32 panel kernel (AVX-512F).
+/// Whether this CPU runs the f32 panel kernel (AVX-512F, unless `EMBEDDING_SERVICE_SIMD` caps it off).
 pub fn f32_supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        crate::simd::avx512()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
