@@ -106,10 +106,10 @@ describe("dtype: 'bf16'", () => {
   }
   afterAll(() => svc?.close())
 
-  it('stays within cosine 0.999 of sentence-transformers, or is refused up front where the CPU lacks AVX512_BF16', async () => {
+  it('stays within cosine 0.999 of sentence-transformers, or is refused up front where the SIMD level is capped to scalar', async () => {
     if (refusal) {
       expect(refusal.code).toBe('ERR_DEVICE_UNAVAILABLE')
-      expect(refusal.message).toMatch(/AVX512_BF16/)
+      expect(refusal.message).toMatch(/EMBEDDING_SERVICE_SIMD=scalar/)
       return
     }
     const got = await svc.embed(texts())

@@ -5,6 +5,9 @@
 // every engine's vectors with sentence-transformers fp32 on the texts it ran (a fast wrong answer shows here).
 //
 // Usage: node bench/compare.mjs [rounds=3] [threads=2] [--python path/to/python]
+//        node bench/compare.mjs --query [rounds=5] [repeats=50]: the idle short query instead, at 1 and 2
+//        threads, and load() against ONNX Runtime's session creation (bench/idle-query.mjs, bench/ort_query.py),
+//        each round a fresh process per engine and thread count, in rotated order.
 // The Python side needs sentence-transformers, onnx and onnxruntime (see README, "Benchmarks"); the default
 // interpreter is .venv-bench/bin/python when it exists, else python3.
 import { execFileSync } from 'node:child_process'
@@ -21,7 +24,8 @@ const flag = (name) => {
 }
 const venv = path.join(root, '.venv-bench/bin/python')
 const python = flag('--python') ?? (fs.existsSync(venv) ? venv : 'python3')
-const rounds = Number(argv[0] ?? 3)
+const queryMode = argv.includes('--query') && argv.splice(argv.indexOf('--query'), 1)
+const rounds = Number(argv[0] ?? (queryMode ? 5 : 3))
 const threads = String(argv[1] ?? 2)
 const outDir = path.join(root, 'target/compare')
 fs.mkdirSync(outDir, { recursive: true })
@@ -38,6 +42,60 @@ const bf16 = (() => {
   }
 })()
 
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+const labels = {}
+if (queryMode) {
+  const repeats = String(argv[1] ?? 50)
+  if (!fs.existsSync(path.join(root, 'target/minilm.onnx'))) {
+    execFileSync(python, ['bench/ort_throughput.py', '1', '2'], { cwd: root, stdio: 'inherit' }) // exports it
+  }
+  const engines = [
+    { name: 'ours-f32', cmd: 'node', args: ['bench/idle-query.mjs', repeats] },
+    bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/idle-query.mjs', repeats, '--dtype', 'bf16'] },
+    { name: 'ort-fp32', cmd: python, args: ['bench/ort_query.py', repeats] },
+  ].filter(Boolean)
+  const runs = {} // `${engine}@${threads}` -> [{ loadMs, medianMs, vector }] by round
+  for (let r = 0; r < rounds; r++) {
+    for (const t of ['1', '2']) {
+      for (let i = 0; i < engines.length; i++) {
+        const e = engines[(i + r) % engines.length]
+        const args = [...e.args]
+        args.splice(2, 0, t)
+        const line = execFileSync(e.cmd, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').at(-1)
+        const result = JSON.parse(line)
+        ;(runs[`${e.name}@${t}`] ??= [])[r] = result
+        labels[e.name] = result.engine
+        console.error(`round ${r + 1}/${rounds}, ${t} thread(s): ${e.name} ${result.medianMs.toFixed(2)} ms, load ${result.loadMs.toFixed(0)} ms`)
+      }
+    }
+  }
+  const cosine = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0) / Math.hypot(...a) / Math.hypot(...b)
+  console.log(`| engine | threads | median of round medians, ms (${rounds} rounds) | ratio to ONNX Runtime, per round | median ratio | cosine to ONNX Runtime |`)
+  console.log('| --- | --- | --- | --- | --- | --- |')
+  for (const t of ['1', '2']) {
+    const ort = runs[`ort-fp32@${t}`]
+    for (const e of engines) {
+      const mine = runs[`${e.name}@${t}`]
+      const ratios = mine.map((x, r) => x.medianMs / ort[r].medianMs)
+      const ms = median(mine.map((x) => x.medianMs))
+      console.log(`| ${labels[e.name]} | ${t} | ${ms.toFixed(2)} | ${ratios.map((x) => x.toFixed(2)).join(', ')} | ${median(ratios).toFixed(2)}x | ${cosine(mine[0].vector, ort[0].vector).toFixed(7)} |`)
+    }
+  }
+  console.log('')
+  console.log('| load from a warm cache | median ms | ratio to ONNX Runtime session creation, per round | median ratio |')
+  console.log('| --- | --- | --- | --- |')
+  const all = (name) => ['1', '2'].flatMap((t) => runs[`${name}@${t}`])
+  for (const e of engines) {
+    const ratios = all(e.name).map((x, i) => x.loadMs / all('ort-fp32')[i].loadMs)
+    console.log(`| ${labels[e.name]} | ${median(all(e.name).map((x) => x.loadMs)).toFixed(1)} | ${ratios.map((x) => x.toFixed(2)).join(', ')} | ${median(ratios).toFixed(2)}x |`)
+  }
+  console.log(`\n${new Date().toISOString()}`)
+  process.exit(0)
+}
+
 const out = (name) => path.join(outDir, `${name}.f32`)
 const engines = [
   { name: 'ours-f32', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--out', out('ours-f32')] },
@@ -48,7 +106,6 @@ const engines = [
 ].filter(Boolean)
 
 const seconds = Object.fromEntries(engines.map((e) => [e.name, []]))
-const labels = {}
 let tokens
 for (let r = 0; r < rounds; r++) {
   for (let i = 0; i < engines.length; i++) {
@@ -65,10 +122,6 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-}
 const read = (name) => {
   const b = fs.readFileSync(out(name))
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)

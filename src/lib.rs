@@ -4,18 +4,19 @@
 //! `service` is the public face; `lifecycle` the state machine under one lock; `scheduler` the two priority
 //! lanes; `worker` the thread that owns the model; `watchdog` the progress-based stall detector; `progress` the
 //! events and their bounded mailbox; `batching` the batch planner; `model` the model folder, tokenizer, encoder
-//! and pooling; `keyphrases` KeyBERT's key-phrase extraction on top of `service`.
+//! and pooling; `kernels` the CPU math at each SIMD level; `keyphrases` KeyBERT's key-phrase extraction on top of `service`.
 
 pub mod batching;
 pub mod device;
 pub mod error;
 pub mod keyphrases;
 pub mod lifecycle;
+pub mod kernels;
 pub mod model;
 pub mod progress;
 pub mod scheduler;
 pub mod service;
-pub mod simd;
+
 pub mod watchdog;
 pub mod worker;
 

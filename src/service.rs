@@ -103,9 +103,9 @@ impl Service {
         // On a CPU-only build (or device 'cpu') a bf16 request that this CPU cannot run fails now, not at load.
         let cpu_only = options.device == DeviceChoice::Cpu
             || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
-        if options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::model::packed::bf16_supported() {
+        if options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::kernels::panel::bf16_supported() {
             return Err(Error::device_unavailable(
-                "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
+                "dtype 'bf16' needs the SIMD kernels, capped off by EMBEDDING_SERVICE_SIMD=scalar; use the default 'f32'",
             ));
         }
         let config = Arc::new(WorkerConfig {

@@ -129,7 +129,7 @@ fn a_panic_in_the_worker_fails_that_request_with_internal_and_the_next_one_works
 }
 
 /// The opt-in bf16 mode: cosine >= 0.999 per text to sentence-transformers (f32) on every family, prompts
-/// included; on a CPU without AVX512_BF16 the service refuses it up front with ERR_DEVICE_UNAVAILABLE.
+/// included; with the SIMD level capped to scalar the service refuses it up front with ERR_DEVICE_UNAVAILABLE.
 #[test]
 fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
     let bf16_service = |dir: std::path::PathBuf| {
@@ -139,10 +139,10 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         options.dtype = Some(embedding_service::Dtype::Bf16);
         Service::new(options)
     };
-    if !embedding_service::model::packed::bf16_supported() {
+    if !embedding_service::kernels::panel::bf16_supported() {
         let err = bf16_service(minilm_dir()).err().expect("bf16 must be refused on this CPU");
         assert_eq!(err.code, ErrorCode::DeviceUnavailable);
-        assert!(err.message.contains("AVX512_BF16"), "{}", err.message);
+        assert!(err.message.contains("EMBEDDING_SERVICE_SIMD=scalar"), "{}", err.message);
         return;
     }
     let reference_dir = |name: &str| if name == "minilm" { minilm_dir() } else { reference(name).join("model") };

@@ -80,7 +80,7 @@ impl Activation {
     /// One value; the erf GELU has a fused fast path in `kernels` and is not meant to come through here.
     pub fn apply_scalar(self, x: f32) -> f32 {
         match self {
-            Activation::GeluErf => 0.5 * x * (1.0 + super::kernels::erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+            Activation::GeluErf => 0.5 * x * (1.0 + crate::kernels::elementwise::erf(x * std::f32::consts::FRAC_1_SQRT_2)),
             Activation::GeluTanh => {
                 0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044_715 * x * x * x)).tanh())
             }

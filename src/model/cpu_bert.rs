@@ -17,14 +17,15 @@ use rayon::prelude::*;
 
 use super::Dtype;
 use super::bert::{Activation, BertConfig, PositionScheme};
-use super::packed::{self, PackedBf16, PackedF32};
-use super::kernels::{add_bias, bias_gelu, bias_layer_norm, matmul, matmul_bt, softmax_rows, SendPtr};
+use crate::kernels::elementwise::{add_bias, bias_gelu, bias_layer_norm, softmax_rows};
+use crate::kernels::matmul::{matmul, matmul_bt, SendPtr};
+use crate::kernels::panel::{self as packed, PackedBf16, PackedF32};
 use crate::error::{Error, Result};
 
 /// A Linear layer's weight, `[out × in]`: f32 as in the file, or rounded to bf16 and packed (`dtype: 'bf16'`).
 enum Weight {
     F32(Vec<f32>),
-    /// f32 packed for the AVX-512 panel kernel.
+    /// f32 packed for the panel kernels (every SIMD level but scalar).
     F32Packed(PackedF32),
     Bf16(PackedBf16),
 }
@@ -32,8 +33,8 @@ enum Weight {
 impl Weight {
     fn new(w: Vec<f32>, out: usize, inp: usize, dtype: Dtype) -> Self {
         match dtype {
-            // Where AVX-512 is present the panel kernel beats gemm here, most of all on short queries.
-            Dtype::F32 if packed::f32_supported() => Weight::F32Packed(PackedF32::pack(&w, out, inp)),
+            // The panel kernels beat gemm here at every SIMD level, most of all on short queries.
+            Dtype::F32 if packed::supported() => Weight::F32Packed(PackedF32::pack(&w, out, inp)),
             // Refused before loading (f16 is for GPUs); f32 is the safe reading if it ever gets here.
             Dtype::F32 | Dtype::F16 => Weight::F32(w),
             Dtype::Bf16 => Weight::Bf16(PackedBf16::pack(&w, out, inp)),
@@ -108,8 +109,9 @@ pub struct CpuBert {
     max_positions: usize,
     type_vocab: usize,
     eps: f32,
-    /// Attention products in bf16 too (`dtype: 'bf16'`).
-    bf16: bool,
+    /// Attention products in bf16 too (`dtype: 'bf16'` on AVX512_BF16; elsewhere attention stays f32, where
+    /// repacking K and V per head for the widening kernel would cost more than it saves).
+    bf16_attention: bool,
     act: Activation,
     positions: PositionScheme,
 }
@@ -175,7 +177,7 @@ impl CpuBert {
             max_positions: config.max_position_embeddings,
             type_vocab: config.type_vocab_size,
             eps: config.layer_norm_eps as f32,
-            bf16: dtype == Dtype::Bf16,
+            bf16_attention: dtype == Dtype::Bf16 && packed::bf16_native(),
             act: Activation::parse(&config.hidden_act)?,
             positions,
         })
@@ -295,10 +297,10 @@ impl CpuBert {
             seqs.iter().flat_map(|&(o, len)| (0..self.heads).map(move |head| (o, len, head))).collect();
         let ctx_ptr = SendPtr(ctx.as_mut_ptr());
         let ctx_len = ctx.len();
-        if self.bf16 {
+        if self.bf16_attention {
             return self.attention_bf16(qkv, ctx, &tasks);
         }
-        tasks.par_iter().for_each(|&(o, len, head)| SCORES.with_borrow_mut(|scores| {
+        let head_attention = |&(o, len, head): &(usize, usize, usize)| SCORES.with_borrow_mut(|scores| {
             let scores = take_buf(scores, len * len);
             let q = &qkv[o * 3 * h + head * d..];
             let k = &qkv[o * 3 * h + h + head * d..];
@@ -310,7 +312,14 @@ impl CpuBert {
             // share a (sequence, head) pair, so their writes are disjoint, and ctx outlives the parallel loop.
             let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
             matmul(out, h, scores, len, v, 3 * h, len, d, len);
-        }));
+        });
+        // A short query's heads are a few thousand multiply-adds each: waking the pool would cost more.
+        let work: usize = seqs.iter().map(|&(_, len)| len * len * h).sum();
+        if work >= 1 << 16 {
+            tasks.par_iter().for_each(head_attention);
+        } else {
+            tasks.iter().for_each(head_attention);
+        }
     }
 }
 
@@ -357,6 +366,7 @@ thread_local! {
 pub fn release_thread_scratch() {
     SCORES.with_borrow_mut(|s| *s = Vec::new());
     BF16_ATTENTION.with_borrow_mut(|b| *b = (PackedBf16::empty(), Vec::new()));
+    packed::release_thread_scratch();
 }
 
 /// Runs `f` over whole rows of `x` in parallel chunks (serially when small).

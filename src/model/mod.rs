@@ -2,9 +2,7 @@
 //! the way sentence-transformers reads it. This module knows nothing about threads, queues or JavaScript.
 
 pub mod bert;
-pub mod packed;
 pub mod cpu_bert;
-pub mod kernels;
 pub mod known_prompts;
 pub mod modernbert;
 pub mod pooling;
@@ -38,8 +36,9 @@ pub enum Dtype {
     /// As stored by sentence-transformers: results match it to float precision. The default.
     #[default]
     F32,
-    /// Weights rounded to bf16, sums kept in f32: faster, cosine >= 0.999 to f32. On CPU it needs AVX512_BF16
-    /// (`packed::bf16_supported()`); on GPUs candle computes in bf16.
+    /// Weights rounded to bf16, sums kept in f32: faster, cosine >= 0.999 to f32. On CPU it runs at every SIMD
+    /// level but scalar (`kernels::panel::bf16_supported()`), natively with AVX512_BF16, else widening the
+    /// weights to f32 in registers; on GPUs candle computes in bf16.
     Bf16,
     /// Weights and compute in f16: the default on Metal (candle path only).
     F16,
@@ -142,7 +141,7 @@ impl Embedder {
     }
 
     /// Loads a model folder with the given kernels (`Fast` applies on CPU only), weight format and compute
-    /// threads. bf16 on a CPU without AVX512_BF16 is refused with `ERR_DEVICE_UNAVAILABLE`.
+    /// threads. bf16 at the scalar SIMD level is refused with `ERR_DEVICE_UNAVAILABLE`.
     pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
         let config_path = dir.join("config.json");
         let raw = read_json_opt(&config_path)?.ok_or_else(|| {
@@ -160,9 +159,9 @@ impl Embedder {
             return Err(Error::invalid_input("dtype 'f16' is for GPUs; on CPU use 'f32' or 'bf16'"));
         }
         if dtype == Dtype::Bf16 && device.is_cpu() {
-            if !packed::bf16_supported() {
+            if !crate::kernels::panel::bf16_supported() {
                 return Err(Error::device_unavailable(
-                    "dtype 'bf16' needs a CPU with AVX512_BF16 (this one has none); use the default 'f32'",
+                    "dtype 'bf16' needs the SIMD kernels, capped off by EMBEDDING_SERVICE_SIMD=scalar; use the default 'f32'",
                 ));
             }
             if !fast {
@@ -200,18 +199,20 @@ impl Embedder {
                 tokenizer_path.display()
             )));
         }
-        let mut tokenizer = load_tokenizer(&tokenizer_path)?;
-        // The result is defined by max_seq_length, whatever padding or truncation tokenizer.json carries.
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: config.max_seq_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }))
-            .map_err(|e| Error::model_invalid(format!("cannot set truncation on {}: {e}", tokenizer_path.display())))?;
-
+        let load_tokenizer = || -> Result<Tokenizer> {
+            let mut tokenizer = load_tokenizer(&tokenizer_path)?;
+            // The result is defined by max_seq_length, whatever padding or truncation tokenizer.json carries.
+            tokenizer.with_padding(None);
+            tokenizer
+                .with_truncation(Some(TruncationParams {
+                    direction: TruncationDirection::Right,
+                    max_length: config.max_seq_length,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                }))
+                .map_err(|e| Error::model_invalid(format!("cannot set truncation on {}: {e}", tokenizer_path.display())))?;
+            Ok(tokenizer)
+        };
         let weights = dir.join("model.safetensors");
         if !weights.is_file() {
             let hint = if dir.join("pytorch_model.bin").is_file() {
@@ -229,16 +230,29 @@ impl Embedder {
             Dtype::F16 => DType::F16,
             _ => DType::F32,
         };
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
-            .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
-        let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
-        let encoder = if model_type == "modernbert" {
-            Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
-        } else if fast {
-            Encoder::Cpu(Box::new(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?))
-        } else {
-            Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
+        let load_encoder = || -> Result<Encoder> {
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
+                .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
+            let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
+            Ok(if model_type == "modernbert" {
+                Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
+            } else if fast {
+                Encoder::Cpu(Box::new(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?))
+            } else {
+                Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
+            })
         };
+        // The tokenizer (parsing tokenizer.json: tens of milliseconds) loads beside the weights. A panic in
+        // either is caught inside (load_tokenizer) or by the worker's guard; join only re-raises it here.
+        let (tokenizer, encoder) = std::thread::scope(|scope| {
+            let tokenizer = std::thread::Builder::new()
+                .name("embedding-tokenizer-load".into())
+                .spawn_scoped(scope, load_tokenizer)
+                .map_err(|e| Error::internal(format!("cannot start a thread to load the tokenizer: {e}")))?;
+            let encoder = load_encoder();
+            let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, Error>((tokenizer?, encoder?))
+        })?;
         let dimensions = bert_config.hidden_size * config.pooling.len();
         Ok(Embedder { tokenizer, encoder, threads: threads.max(1), config, dimensions })
     }
