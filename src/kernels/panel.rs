@@ -354,7 +354,7 @@ fn native_bf16(dst: &mut [f32], dst_row_stride: usize, a: &[f32], a_row_stride: 
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (t, r, panel, accumulate, dst_ptr, a16, row16);
+        let _ = (t, r, panel, accumulate, dst_ptr, a16, row16, dst_row_stride, n);
     }));
 }
 
