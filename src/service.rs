@@ -105,7 +105,7 @@ impl Service {
             || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
         if options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::kernels::panel::bf16_supported() {
             return Err(Error::device_unavailable(
-                "dtype 'bf16' needs the SIMD kernels, capped off by EMBEDDING_SERVICE_SIMD=scalar; use the default 'f32'",
+                "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
             ));
         }
         let config = Arc::new(WorkerConfig {

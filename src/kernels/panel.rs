@@ -30,9 +30,26 @@ const KC: usize = 128;
 /// Rows per task: their activations stay in L2 while every weight panel streams past them.
 const ROWS_PER_TASK: usize = 64;
 
-/// Whether the panel kernels run at this process's SIMD level (all but scalar).
+/// Whether the panel kernels run at this process's SIMD level: all but scalar, where `pulp` agrees the CPU has
+/// that level (its AVX2 level also wants F16C, BMI1/2 and LZCNT, which a VM can hide while showing AVX2).
 pub fn supported() -> bool {
-    level::level() != Level::Scalar
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| simd_token_exists())
+}
+
+fn simd_token_exists() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        level::avx2() && (pulp::x86::V3::try_new().is_some() || (level::avx512() && pulp::x86::V4::try_new().is_some()))
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        level::level() == Level::Neon && pulp::aarch64::Neon::try_new().is_some()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
 }
 
 /// Whether `dtype: 'bf16'` can run on this CPU: at every level with a panel kernel.
@@ -177,7 +194,7 @@ fn vectorize<Op: WithSimd>(op: Op) -> Op::Output {
                 return Simd::vectorize(simd, op);
             }
         }
-        // pulp's V3 also wants F16C, BMI and LZCNT, which every AVX2 CPU has; checked, not assumed.
+        // Checked by `supported` too: pulp's V3 also wants F16C, BMI and LZCNT.
         if let Some(simd) = pulp::x86::V3::try_new().filter(|_| level::avx2()) {
             return Simd::vectorize(simd, op);
         }

@@ -161,7 +161,7 @@ impl Embedder {
         if dtype == Dtype::Bf16 && device.is_cpu() {
             if !crate::kernels::panel::bf16_supported() {
                 return Err(Error::device_unavailable(
-                    "dtype 'bf16' needs the SIMD kernels, capped off by EMBEDDING_SERVICE_SIMD=scalar; use the default 'f32'",
+                    "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
                 ));
             }
             if !fast {
