@@ -24,8 +24,7 @@ pub fn matmul_bt(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
-    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    check_rows(dst, dst_row_stride, a, a_row_stride, (m, n, k));
     assert!(b.len() >= (n - 1) * b_row_stride + k, "b too small");
     if m <= SMALL_M {
         return matmul_bt_small(dst, dst_row_stride, a, a_row_stride, b, b_row_stride, m, n, k, accumulate, threads);
@@ -34,6 +33,13 @@ pub fn matmul_bt(
     // SAFETY: the asserts above bound every element the strides reach; the slices do not overlap (one is
     // borrowed mutably).
     unsafe { gemm_raw(dst, dst_row_stride, a, a_row_stride, b, (b_row_stride, 1), (m, n, k), accumulate, parallelism) }
+}
+
+/// Panics unless `dst` holds `m` rows of `n` values and `a` holds `m` rows of `k` values at their row strides
+/// (m ≥ 1): the bounds every product's unsafe inner loop relies on.
+pub(crate) fn check_rows(dst: &[f32], dst_row_stride: usize, a: &[f32], a_row_stride: usize, (m, n, k): (usize, usize, usize)) {
+    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
+    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
 }
 
 /// Up to this many rows, a product with a weight matrix is bound by reading the weights: `gemm` would spend
@@ -136,8 +142,7 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
-    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    check_rows(dst, dst_row_stride, a, a_row_stride, (m, n, k));
     assert!(k == 0 || b.len() >= (k - 1) * b_row_stride + n, "b too small");
     // SAFETY: bounds asserted above; no overlap.
     unsafe { gemm_raw(dst, dst_row_stride, a, a_row_stride, b, (1, b_row_stride), (m, n, k), false, Parallelism::None) }

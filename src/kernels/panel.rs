@@ -21,7 +21,7 @@ use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::level::{self, Level};
-use super::matmul::SendPtr;
+use super::matmul::{check_rows, SendPtr};
 
 /// Output columns per panel: two AVX-512 registers, four AVX2 or eight NEON registers.
 const NR: usize = 32;
@@ -260,8 +260,7 @@ pub fn matmul_bt_f32(dst: &mut [f32], dst_row_stride: usize, a: &[f32], a_row_st
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
-    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    check_rows(dst, dst_row_stride, a, a_row_stride, (m, n, k));
     let dst_ptr = SendPtr(dst.as_mut_ptr());
     for_each_block(m, n.div_ceil(NR), threads, m * n * k, |rows, p| {
         // SAFETY: the block's rows of a hold k values at the stride (asserted); the panel holds k × NR values;
@@ -293,8 +292,7 @@ pub fn matmul_bt_bf16(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= (m - 1) * dst_row_stride + n, "dst too small");
-    assert!(a.len() >= (m - 1) * a_row_stride + k, "a too small");
+    check_rows(dst, dst_row_stride, a, a_row_stride, (m, n, k));
     if bf16_native() {
         return native_bf16(dst, dst_row_stride, a, a_row_stride, w, m, accumulate, threads, a16);
     }
