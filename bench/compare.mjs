@@ -4,10 +4,12 @@
 // them alike. Prints each engine's median, this addon's ratio to every peer round by round, and the parity of
 // every engine's vectors with sentence-transformers fp32 on the texts it ran (a fast wrong answer shows here).
 //
-// Usage: node bench/compare.mjs [rounds=3] [threads=2] [--python path/to/python]
-//        node bench/compare.mjs --query [rounds=5] [repeats=50]: the idle short query instead, at 1 and 2
-//        threads, and load() against ONNX Runtime's session creation (bench/idle-query.mjs, bench/ort_query.py),
-//        each round a fresh process per engine and thread count, in rotated order.
+// Usage: node bench/compare.mjs [rounds=3] [threads=2] [--python path/to/python] [--only ours-f32,st-fp32,...]
+//        (--only runs the named engines: sentence-transformers bf16 takes minutes per round on CPUs without it)
+//        node bench/compare.mjs --query [rounds=5] [repeats=50] [--text "query"]: the idle short query instead
+//        (by default a 13-token one), at 1 and 2 threads, and load() against ONNX Runtime's session creation
+//        (bench/idle-query.mjs, bench/ort_query.py), each round a fresh process per engine and thread count, in
+//        rotated order.
 // The Python side needs sentence-transformers, onnx and onnxruntime (see README, "Benchmarks"); the default
 // interpreter is .venv-bench/bin/python when it exists, else python3.
 import { execFileSync } from 'node:child_process'
@@ -24,6 +26,8 @@ const flag = (name) => {
 }
 const venv = path.join(root, '.venv-bench/bin/python')
 const python = flag('--python') ?? (fs.existsSync(venv) ? venv : 'python3')
+const text = flag('--text')
+const only = flag('--only')?.split(',')
 const queryMode = argv.includes('--query') && argv.splice(argv.indexOf('--query'), 1)
 const rounds = Number(argv[0] ?? (queryMode ? 5 : 3))
 const threads = String(argv[1] ?? 2)
@@ -49,13 +53,14 @@ const median = (xs) => {
 const labels = {}
 if (queryMode) {
   const repeats = String(argv[1] ?? 50)
+  const textArgs = text === undefined ? [] : ['--query', text]
   if (!fs.existsSync(path.join(root, 'target/minilm.onnx'))) {
     execFileSync(python, ['bench/ort_throughput.py', '1', '2'], { cwd: root, stdio: 'inherit' }) // exports it
   }
   const engines = [
-    { name: 'ours-f32', cmd: 'node', args: ['bench/idle-query.mjs', repeats] },
-    bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/idle-query.mjs', repeats, '--dtype', 'bf16'] },
-    { name: 'ort-fp32', cmd: python, args: ['bench/ort_query.py', repeats] },
+    { name: 'ours-f32', cmd: 'node', args: ['bench/idle-query.mjs', repeats, ...textArgs] },
+    bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/idle-query.mjs', repeats, '--dtype', 'bf16', ...textArgs] },
+    { name: 'ort-fp32', cmd: python, args: ['bench/ort_query.py', repeats, ...textArgs] },
   ].filter(Boolean)
   const runs = {} // `${engine}@${threads}` -> [{ loadMs, medianMs, vector }] by round
   for (let r = 0; r < rounds; r++) {
@@ -103,7 +108,7 @@ const engines = [
   { name: 'st-fp32', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--out', out('st-fp32')] },
   { name: 'st-bf16', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--dtype', 'bf16', '--out', out('st-bf16')] },
   { name: 'ort-fp32', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--out', out('ort-fp32')] },
-].filter(Boolean)
+].filter((e) => e && (!only || only.includes(e.name)))
 
 const seconds = Object.fromEntries(engines.map((e) => [e.name, []]))
 let tokens

@@ -93,8 +93,13 @@ pub struct PackedBf16 {
 impl PackedBf16 {
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight shape");
-        let mut packed = PackedBf16 { data: Vec::new(), n: 0, k: 0 };
-        packed.repack(n, k, |j, i| w[j * k + i]);
+        Self::pack_with(n, k, |j, i| w[j * k + i])
+    }
+
+    /// Packs `[n × k]` values read through `get(column, input)`: straight from a weights file, no copy first.
+    pub fn pack_with(n: usize, k: usize, get: impl Fn(usize, usize) -> f32) -> Self {
+        let mut packed = Self::empty();
+        packed.repack(n, k, get);
         packed
     }
 
@@ -153,8 +158,13 @@ pub struct PackedF32 {
 impl PackedF32 {
     pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight shape");
+        Self::pack_with(n, k, |j, i| w[j * k + i])
+    }
+
+    /// Packs `[n × k]` values read through `get(column, input)`: straight from a weights file, no copy first.
+    pub fn pack_with(n: usize, k: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let mut packed = Self::empty();
-        packed.repack(n, k, |j, i| w[j * k + i]);
+        packed.repack(n, k, get);
         packed
     }
 
@@ -220,21 +230,46 @@ fn tile_shape() -> (usize, usize) {
     }
 }
 
+/// Where `panel_product` asks the cache for what its caller reads next: chunk `j` of the product fetches
+/// `bytes_per_chunk` bytes from `start + j × bytes_per_chunk` into L2.
+#[derive(Clone, Copy)]
+struct Ahead {
+    start: *const u8,
+    bytes_per_chunk: usize,
+}
+
 /// `out[rows × cols] (+)= a[rows × k] · panel` for one panel (`cols` ≤ NR of its columns used), tile by tile:
 /// each tile of columns stays in L1 while every row tile passes over it.
 ///
 /// # Safety
 /// `a` holds `rows` rows of `k` values at `a_row_stride`; `panel` holds k × NR values; `out` addresses `rows`
-/// rows of `cols` writable values at `out_row_stride`, which no other thread writes.
+/// rows of `cols` writable values at `out_row_stride`, which no other thread writes. `ahead` may point
+/// anywhere: prefetches never fault.
 #[allow(clippy::too_many_arguments)]
-unsafe fn panel_product(a: *const f32, a_row_stride: usize, panel: *const f32, k: usize, rows: usize, out: *mut f32, out_row_stride: usize, cols: usize, accumulate: bool) {
+unsafe fn panel_product(a: *const f32, a_row_stride: usize, panel: *const f32, k: usize, rows: usize, out: *mut f32, out_row_stride: usize, cols: usize, accumulate: bool, ahead: Ahead) {
     let (tile_cols, mr) = tile_shape();
+    // Every row tile carries a share of the prefetches, so the next chunk's weights arrive from memory while
+    // this chunk is computed (from L1 after the first tile) and the next chunk's first tile does not wait on
+    // DRAM. A short query reads every weight once: without this, a 13-token query spent a quarter of its
+    // time in that wait (measured on Zen 3: 6.9 -> 5.3 ms at 1 thread), a 3-token query an eighth.
+    let helpers = rows.div_ceil(mr);
+    let lines = ahead.bytes_per_chunk / 64;
     for c in (0..cols).step_by(tile_cols) {
         // The inputs in chunks of KC, so the chunk of weights (16 KB) is read from L2 once and from L1 by every
         // row tile after the first; each chunk after the first adds to what the one before stored.
         for i in (0..k).step_by(KC) {
+            let fetch = ahead.start.wrapping_add(i / KC * ahead.bytes_per_chunk);
+            let mut index = 0;
             tiles(0..rows, mr, |t, r| {
+                // Tile `index` fetches its share of the lines (none on a second pass over a panel's columns).
+                let (from, to) = match index {
+                    _ if c > 0 => (0, 0),
+                    _ => (lines * index / helpers, lines * (index + 1) / helpers),
+                };
+                index += 1;
                 vectorize(Tile {
+                    prefetch: fetch.wrapping_add(from * 64),
+                    prefetch_lines: to - from,
                     a: a.add(t * a_row_stride + i),
                     a_row_stride,
                     panel: panel.add(i * NR + c),
@@ -268,7 +303,10 @@ pub fn matmul_bt_f32(dst: &mut [f32], dst_row_stride: usize, a: &[f32], a_row_st
         unsafe {
             let (a, panel) = (a.as_ptr().add(rows.start * a_row_stride), w.data[p * k * NR..][..k * NR].as_ptr());
             let out = dst_ptr.get().add(rows.start * dst_row_stride + p * NR);
-            panel_product(a, a_row_stride, panel, k, rows.len(), out, dst_row_stride, NR.min(n - p * NR), accumulate)
+            // This panel's next chunk, and after its last the next panel's first (exactly when k is a multiple
+            // of KC, as in the BERT sizes).
+            let ahead = Ahead { start: panel.add(KC.min(k) * NR) as *const u8, bytes_per_chunk: KC * NR * 4 };
+            panel_product(a, a_row_stride, panel, k, rows.len(), out, dst_row_stride, NR.min(n - p * NR), accumulate, ahead)
         }
     });
 }
@@ -309,7 +347,10 @@ pub fn matmul_bt_bf16(
             unsafe {
                 let out = dst_ptr.get().add(rows.start * dst_row_stride + p * NR);
                 let a = a.as_ptr().add(rows.start * a_row_stride);
-                panel_product(a, a_row_stride, widened.as_ptr(), k, rows.len(), out, dst_row_stride, NR.min(n - p * NR), accumulate)
+                // The widened panel is already in L2; what comes next from memory is the next bf16 panel.
+                let next = w.data.as_ptr().wrapping_add((p + 1) * pairs * NR * 2) as *const u8;
+                let ahead = Ahead { start: next, bytes_per_chunk: KC * NR * 2 };
+                panel_product(a, a_row_stride, widened.as_ptr(), k, rows.len(), out, dst_row_stride, NR.min(n - p * NR), accumulate, ahead)
             }
         })
     });
@@ -460,6 +501,23 @@ struct Tile {
     tile_cols: usize,
     cols: usize,
     accumulate: bool,
+    /// Cache lines this tile asks to be fetched into L2 (two per step of its loop), starting at `prefetch`.
+    prefetch: *const u8,
+    prefetch_lines: usize,
+}
+
+/// Asks for the cache line at `p` to be brought into L2 (a hint: never faults, whatever the address).
+#[inline(always)]
+fn prefetch_l2(p: *const u8) {
+    // SAFETY: prefetch instructions only hint the cache; they do not access memory architecturally.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p as *const i8)
+    }
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        std::arch::asm!("prfm pldl2keep, [{0}]", in(reg) p, options(nostack, readonly, preserves_flags))
+    }
 }
 
 impl WithSimd for Tile {
@@ -508,6 +566,10 @@ impl Tile {
         // a time (AVX-512's 2-register tile) or every row's broadcast and one weight register at a time (AVX2's
         // 4 and NEON's 8): whichever is fewer, so nothing spills.
         for i in 0..self.k {
+            if 2 * i < self.prefetch_lines {
+                prefetch_l2(self.prefetch.wrapping_add(2 * i * 64));
+                prefetch_l2(self.prefetch.wrapping_add((2 * i + 1) * 64));
+            }
             let b = self.panel.add(i * NR);
             let load = |j: usize| (b.add(j * S::F32_LANES) as *const S::f32s).read_unaligned();
             if V <= R {

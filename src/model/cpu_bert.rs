@@ -9,14 +9,14 @@
 //! - working buffers live as long as the model and only ever grow, so a batch allocates nothing large (fresh
 //!   multi-megabyte buffers cost page faults on every batch).
 //!
-//! Weights are the same safetensors tensors the candle path loads; `bert.rs` stays the reference (and the GPU
-//! path), and a test checks the two agree.
+//! Weights are the same safetensors tensors the candle path loads, read in place from the mapped file
+//! (`weights_file.rs`); `bert.rs` stays the reference (and the GPU path), and a test checks the two agree.
 
-use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::Dtype;
 use super::bert::{Activation, BertConfig, PositionScheme};
+use super::weights_file::{read_row, Floats, WeightsFile};
 use crate::kernels::elementwise::{add_bias, bias_gelu, bias_layer_norm, softmax_rows};
 use crate::kernels::matmul::{matmul, matmul_bt, SendPtr};
 use crate::kernels::panel::{self as packed, PackedBf16, PackedF32};
@@ -31,14 +31,23 @@ enum Weight {
 }
 
 impl Weight {
-    fn new(w: Vec<f32>, out: usize, inp: usize, dtype: Dtype) -> Self {
+    /// The `[out × in]` weight whose value at (row, input) is `get(row, input)`.
+    fn new(out: usize, inp: usize, dtype: Dtype, get: impl Fn(usize, usize) -> f32) -> Self {
         match dtype {
             // The panel kernels beat gemm here at every SIMD level, most of all on short queries.
-            Dtype::F32 if packed::supported() => Weight::F32Packed(PackedF32::pack(&w, out, inp)),
+            Dtype::F32 if packed::supported() => Weight::F32Packed(PackedF32::pack_with(out, inp, get)),
             // Refused before loading (f16 is for GPUs); f32 is the safe reading if it ever gets here.
-            Dtype::F32 | Dtype::F16 => Weight::F32(w),
-            Dtype::Bf16 => Weight::Bf16(PackedBf16::pack(&w, out, inp)),
+            Dtype::F32 | Dtype::F16 => {
+                Weight::F32((0..out * inp).map(|x| get(x / inp, x % inp)).collect())
+            }
+            Dtype::Bf16 => Weight::Bf16(PackedBf16::pack_with(out, inp, get)),
         }
+    }
+
+    /// A Linear weight as stored, `[out × in]`.
+    fn read(file: &WeightsFile, name: &str, (out, inp): (usize, usize), dtype: Dtype) -> Result<Self> {
+        let w = file.floats(name, &[out, inp])?;
+        Ok(Self::new(out, inp, dtype, |r, i| w.at(r * inp + i)))
     }
 
     /// `dst[m×out] (+)= a[m×in] · Wᵀ`.
@@ -96,7 +105,7 @@ pub struct CpuBert {
     /// The working buffers: the first set for the batch in progress, the second for a query run while that
     /// batch is paused at a checkpoint (the second set stays as small as the queries).
     scratch: [parking_lot::Mutex<Scratch>; 2],
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     token_type: Vec<f32>,
     emb_ln_g: Vec<f32>,
@@ -116,59 +125,73 @@ pub struct CpuBert {
     positions: PositionScheme,
 }
 
-/// Reads a named tensor of the expected shape as a flat f32 vector.
-fn take(vb: &candle_nn::VarBuilder, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-    let t: Tensor = vb
-        .get(shape, name)
-        .map_err(|e| Error::model_invalid(format!("the weights do not fit the config: {e}")))?;
-    t.to_dtype(DType::F32)
-        .and_then(|t| t.flatten_all())
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| Error::model_invalid(format!("cannot read weight {name}: {e}")))
+/// The word-embedding table (vocabulary × hidden), as little-endian f32 bytes: read in place from the mapped
+/// file when it stores f32 (the usual case), converted once at load otherwise.
+struct WordTable {
+    file: WeightsFile,
+    converted: Option<Vec<u8>>,
+}
+
+const WORD_TABLE: &str = "embeddings.word_embeddings.weight";
+
+impl WordTable {
+    fn bytes(&self) -> Result<&[u8]> {
+        match &self.converted {
+            Some(bytes) => Ok(bytes),
+            None => self.file.borrowed(WORD_TABLE).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
+        }
+    }
 }
 
 impl CpuBert {
-    pub fn load(vb: candle_nn::VarBuilder, config: &BertConfig, positions: PositionScheme, dtype: Dtype) -> Result<Self> {
+    pub fn load(file: WeightsFile, config: &BertConfig, positions: PositionScheme, dtype: Dtype) -> Result<Self> {
         config.validate()?;
-        let vb = super::bert::weights_root(vb)?;
-        if !matches!(vb.device(), Device::Cpu) {
-            return Err(Error::internal("the CPU encoder was given weights on another device"));
-        }
         let (h, i) = (config.hidden_size, config.intermediate_size);
+        let vector = |name: &str, len: usize| file.floats(name, &[len]).map(|f| f.to_vec());
         // Grown layer by layer, not sized from config.json: a huge num_hidden_layers must fail at the first
         // missing layer's weights, not abort the process on an impossible allocation (found by tests/fuzz.rs).
         let mut layers = Vec::new();
         for n in 0..config.num_hidden_layers {
-            let l = vb.pp(format!("encoder.layer.{n}"));
-            let mut qkv_w = take(&l, "attention.self.query.weight", &[h, h])?;
-            qkv_w.extend(take(&l, "attention.self.key.weight", &[h, h])?);
-            qkv_w.extend(take(&l, "attention.self.value.weight", &[h, h])?);
-            let mut qkv_b = take(&l, "attention.self.query.bias", &[h])?;
-            qkv_b.extend(take(&l, "attention.self.key.bias", &[h])?);
-            qkv_b.extend(take(&l, "attention.self.value.bias", &[h])?);
+            let l = |name: &str| format!("encoder.layer.{n}.{name}");
+            let qkv: Vec<Floats> = ["query", "key", "value"]
+                .iter()
+                .map(|part| file.floats(&l(&format!("attention.self.{part}.weight")), &[h, h]))
+                .collect::<Result<_>>()?;
+            let mut qkv_b = Vec::with_capacity(3 * h);
+            for part in ["query", "key", "value"] {
+                qkv_b.extend(vector(&l(&format!("attention.self.{part}.bias")), h)?);
+            }
             layers.push(Layer {
-                qkv_w: Weight::new(qkv_w, 3 * h, h, dtype),
+                // Row r of the stacked [3H × H] matrix is row r % H of the query, key or value weight.
+                qkv_w: Weight::new(3 * h, h, dtype, |r, x| qkv[r / h].at((r % h) * h + x)),
                 qkv_b,
-                attn_out_w: Weight::new(take(&l, "attention.output.dense.weight", &[h, h])?, h, h, dtype),
-                attn_out_b: take(&l, "attention.output.dense.bias", &[h])?,
-                attn_ln_g: take(&l, "attention.output.LayerNorm.weight", &[h])?,
-                attn_ln_b: take(&l, "attention.output.LayerNorm.bias", &[h])?,
-                inter_w: Weight::new(take(&l, "intermediate.dense.weight", &[i, h])?, i, h, dtype),
-                inter_b: take(&l, "intermediate.dense.bias", &[i])?,
-                out_w: Weight::new(take(&l, "output.dense.weight", &[h, i])?, h, i, dtype),
-                out_b: take(&l, "output.dense.bias", &[h])?,
-                out_ln_g: take(&l, "output.LayerNorm.weight", &[h])?,
-                out_ln_b: take(&l, "output.LayerNorm.bias", &[h])?,
+                attn_out_w: Weight::read(&file, &l("attention.output.dense.weight"), (h, h), dtype)?,
+                attn_out_b: vector(&l("attention.output.dense.bias"), h)?,
+                attn_ln_g: vector(&l("attention.output.LayerNorm.weight"), h)?,
+                attn_ln_b: vector(&l("attention.output.LayerNorm.bias"), h)?,
+                inter_w: Weight::read(&file, &l("intermediate.dense.weight"), (i, h), dtype)?,
+                inter_b: vector(&l("intermediate.dense.bias"), i)?,
+                out_w: Weight::read(&file, &l("output.dense.weight"), (h, i), dtype)?,
+                out_b: vector(&l("output.dense.bias"), h)?,
+                out_ln_g: vector(&l("output.LayerNorm.weight"), h)?,
+                out_ln_b: vector(&l("output.LayerNorm.bias"), h)?,
             });
         }
-        let e = vb.pp("embeddings");
+        let table = |name: &str, rows: usize| file.floats(&format!("embeddings.{name}"), &[rows, h]).map(|f| f.to_vec());
+        let (position, token_type) = (
+            table("position_embeddings.weight", config.max_position_embeddings)?,
+            table("token_type_embeddings.weight", config.type_vocab_size)?,
+        );
+        let (emb_ln_g, emb_ln_b) = (vector("embeddings.LayerNorm.weight", h)?, vector("embeddings.LayerNorm.bias", h)?);
+        let word = file.floats(WORD_TABLE, &[config.vocab_size, h])?;
+        let converted = (!word.is_borrowed()).then(|| word.into_bytes());
         Ok(CpuBert {
             scratch: Default::default(),
-            word: take(&e, "word_embeddings.weight", &[config.vocab_size, h])?,
-            position: take(&e, "position_embeddings.weight", &[config.max_position_embeddings, h])?,
-            token_type: take(&e, "token_type_embeddings.weight", &[config.type_vocab_size, h])?,
-            emb_ln_g: take(&e, "LayerNorm.weight", &[h])?,
-            emb_ln_b: take(&e, "LayerNorm.bias", &[h])?,
+            word: WordTable { file, converted },
+            position,
+            token_type,
+            emb_ln_g,
+            emb_ln_b,
             layers,
             hidden: h,
             heads: config.num_attention_heads,
@@ -265,6 +288,7 @@ impl CpuBert {
             PositionScheme::Absolute => 0,
             PositionScheme::AfterPadding(pad) => pad as usize + 1,
         };
+        let word = self.word.bytes()?;
         let mut row = 0;
         for (seq, types) in ids.iter().zip(type_ids) {
             for (p, (&id, &t)) in seq.iter().zip(types.iter()).enumerate() {
@@ -275,9 +299,10 @@ impl CpuBert {
                     )));
                 }
                 let out = &mut x[row * h..(row + 1) * h];
-                let (w, ps, ty) = (&self.word[id * h..][..h], &self.position[pos * h..][..h], &self.token_type[t * h..][..h]);
+                read_row(word, id, out);
+                let (ps, ty) = (&self.position[pos * h..][..h], &self.token_type[t * h..][..h]);
                 for j in 0..h {
-                    out[j] = w[j] + ty[j] + ps[j];
+                    out[j] = out[j] + ty[j] + ps[j]; // (word + type) + position, as candle's path sums
                 }
                 row += 1;
             }

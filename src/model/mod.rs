@@ -8,6 +8,7 @@ pub mod modernbert;
 pub mod pooling;
 pub mod source;
 pub mod st_config;
+pub mod weights_file;
 
 use std::path::Path;
 
@@ -231,13 +232,15 @@ impl Embedder {
             _ => DType::F32,
         };
         let load_encoder = || -> Result<Encoder> {
+            let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
+            if fast {
+                let file = weights_file::WeightsFile::open(&weights)?;
+                return Ok(Encoder::Cpu(Box::new(CpuBert::load(file, &bert_config, positions, dtype).map_err(in_file)?)));
+            }
             let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
                 .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
-            let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
             Ok(if model_type == "modernbert" {
                 Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
-            } else if fast {
-                Encoder::Cpu(Box::new(CpuBert::load(vb, &bert_config, positions, dtype).map_err(in_file)?))
             } else {
                 Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
             })

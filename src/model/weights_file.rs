@@ -1,0 +1,155 @@
+//! `model.safetensors` mapped read-only, its tensors read in place as little-endian f32 bytes.
+//!
+//! The CPU encoder packs its layers straight from these bytes and gathers embedding rows from the mapping, so
+//! loading writes each layer's weights once (into packed panels) instead of copying them through candle tensors
+//! and vectors first, and never copies the word-embedding table at all: that table is half of a small model,
+//! and only the rows of tokens actually seen are ever read (they stay in the page cache, not the heap).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device};
+
+use crate::error::{Error, Result};
+
+/// The mapped file and the prefix its BERT-style weights sit under ("", "bert.", "roberta." or "model.").
+pub struct WeightsFile {
+    file: MmapedSafetensors,
+    root: &'static str,
+}
+
+/// The BERT roots `bert::weights_root` accepts, as name prefixes.
+const ROOTS: [&str; 4] = ["", "bert.", "roberta.", "model."];
+
+impl WeightsFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
+        // what any loader can defend against, and the same holds for every mmap-based loader.
+        let file = unsafe { MmapedSafetensors::new(path) }
+            .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", path.display())))?;
+        let root = ROOTS
+            .into_iter()
+            .find(|root| file.get(&format!("{root}embeddings.word_embeddings.weight")).is_ok())
+            .ok_or_else(|| {
+                Error::model_invalid(format!(
+                    "{} has no embeddings.word_embeddings.weight: not a BERT-style model",
+                    path.display()
+                ))
+            })?;
+        Ok(WeightsFile { file, root })
+    }
+
+    /// The tensor `name` (under the root) as little-endian f32 bytes, checked against `shape`: borrowed from
+    /// the mapping when the file stores f32, converted once otherwise (f16, bf16).
+    pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Floats<'_>> {
+        let full = format!("{}{name}", self.root);
+        let unfit = |why: String| Error::model_invalid(format!("the weights do not fit the config: {full}: {why}"));
+        let view = self.file.get(&full).map_err(|e| unfit(e.to_string()))?;
+        if view.shape() != shape {
+            return Err(unfit(format!("shape {:?}, expected {shape:?}", view.shape())));
+        }
+        let dtype = DType::try_from(view.dtype()).map_err(|e| unfit(e.to_string()))?;
+        if dtype == DType::F32 {
+            return Ok(Floats(Cow::Borrowed(view.data())));
+        }
+        let converted = candle_core::Tensor::from_raw_buffer(view.data(), dtype, shape, &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| unfit(format!("cannot convert {dtype:?} to f32: {e}")))?;
+        Ok(Floats(Cow::Owned(converted.iter().flat_map(|x| x.to_le_bytes()).collect())))
+    }
+
+    /// The bytes of a tensor `floats` accepted before and kept borrowed (`Floats::is_borrowed`).
+    pub fn borrowed(&self, name: &str) -> Option<&[u8]> {
+        self.file.get(&format!("{}{name}", self.root)).ok().map(|view| view.data())
+    }
+}
+
+/// A tensor's values as little-endian f32 bytes, in the file's (row-major) order.
+pub struct Floats<'a>(Cow<'a, [u8]>);
+
+impl Floats<'_> {
+    pub fn at(&self, i: usize) -> f32 {
+        f32_at(&self.0, i)
+    }
+
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.0.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    }
+
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0.into_owned()
+    }
+}
+
+/// Value `i` of little-endian f32 bytes (the mapping need not be 4-byte aligned, so no cast to `&[f32]`).
+pub fn f32_at(bytes: &[u8], i: usize) -> f32 {
+    let b = &bytes[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Row `row` of a row-major table of `dst.len()`-wide f32 rows, in little-endian bytes, into `dst`.
+pub fn read_row(bytes: &[u8], row: usize, dst: &mut [f32]) {
+    let width = dst.len();
+    for (d, b) in dst.iter_mut().zip(bytes[4 * row * width..4 * (row + 1) * width].chunks_exact(4)) {
+        *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Tensor;
+    use std::collections::HashMap;
+
+    /// A safetensors file holding `values` under the "bert." root in each of f32, f16 and bf16.
+    fn file_with(values: &[f32], dir: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("es-weights-file-{}-{dir}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Tensor::from_slice(values, (2, values.len() / 2), &Device::Cpu).unwrap();
+        let mut tensors = HashMap::new();
+        tensors.insert("bert.embeddings.word_embeddings.weight".to_string(), t.clone());
+        tensors.insert("bert.half".to_string(), t.to_dtype(DType::F16).unwrap());
+        tensors.insert("bert.brain".to_string(), t.to_dtype(DType::BF16).unwrap());
+        let path = dir.join("model.safetensors");
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_f32_in_place_and_converts_half_formats_once() {
+        // Exact in f16 and bf16, so every format must give the same numbers back.
+        let values = [0.5f32, -1.25, 3.0, 0.0, 96.0, -0.0078125];
+        let path = file_with(&values, "formats");
+        let file = WeightsFile::open(&path).unwrap();
+        let f32s = file.floats("embeddings.word_embeddings.weight", &[2, 3]).unwrap();
+        assert!(f32s.is_borrowed(), "f32 is read in place");
+        assert_eq!(f32s.to_vec(), values);
+        let mut row = [0f32; 3];
+        read_row(file.borrowed("embeddings.word_embeddings.weight").unwrap(), 1, &mut row);
+        assert_eq!(row, values[3..]);
+        for name in ["half", "brain"] {
+            let converted = file.floats(name, &[2, 3]).unwrap();
+            assert!(!converted.is_borrowed());
+            assert_eq!((0..values.len()).map(|i| converted.at(i)).collect::<Vec<_>>(), values, "{name}");
+            assert_eq!(converted.to_vec(), values, "{name}");
+        }
+    }
+
+    #[test]
+    fn wrong_shapes_and_names_are_model_errors_naming_the_tensor() {
+        let path = file_with(&[1.0; 6], "errors");
+        let file = WeightsFile::open(&path).unwrap();
+        let err = file.floats("embeddings.word_embeddings.weight", &[3, 2]).err().unwrap();
+        assert_eq!(err.code, crate::ErrorCode::ModelInvalid);
+        assert!(err.message.contains("bert.embeddings.word_embeddings.weight") && err.message.contains("[2, 3]"), "{}", err.message);
+        let err = file.floats("encoder.layer.0.output.dense.weight", &[2, 3]).err().unwrap();
+        assert!(err.message.contains("encoder.layer.0.output.dense.weight"), "{}", err.message);
+    }
+}
