@@ -175,6 +175,30 @@ export interface ServiceStatus {
   lastProgressAt: number | null
   loadCount: number
   unloadCount: number
+  /** Where memory is, so a long-running daemon can see it. */
+  memory: ServiceMemory
+}
+
+export interface ServiceMemory {
+  /** This process's resident memory now (`process.memoryUsage.rss()`), everything included. */
+  residentBytes: number
+  /**
+   * The loaded model's weights in the process's own memory (on a GPU: the device's); 0 when unloaded. On CPU
+   * (BERT family) these are the packed layers; the candle paths hold every tensor at the compute dtype.
+   */
+  weightsBytes: number
+  /**
+   * Weights read in place from the memory-mapped `model.safetensors` (on CPU, the word-embedding table): file
+   * pages, resident only as far as they are read (the rows of tokens seen) and the kernel's to drop; 0 when
+   * unloaded.
+   */
+  mappedWeightsBytes: number
+  /**
+   * Result vectors of this service still alive: each request's vectors share one block of memory, returned to
+   * the OS when the last of its `Float32Array`s is garbage-collected (keep a copy, e.g. `vector.slice()`, of a
+   * vector you hold long, or the whole request's block stays). Includes requests still running.
+   */
+  resultBytes: number
 }
 
 export interface EmbedOptions {
@@ -248,6 +272,9 @@ export declare class EmbeddingService {
    * other texts share the call. Texts longer than the model's `max_seq_length` are truncated by tokens.
    * An empty array resolves to an empty array; an empty string still gets a vector. There is no limit on
    * the number of texts (100,000 in one call are tested); memory is the texts plus the results.
+   * The call's vectors are views of one buffer, mapped for the call and returned to the OS when the last of
+   * them is garbage-collected (so memory comes back after big jobs, see `status().memory`); `slice()` a
+   * vector you keep for long, or it keeps the whole call's buffer.
    *
    * Never blocks the event loop: texts are queued to the worker thread and the promise settles from there.
    * Loads the model first if it is not loaded. Rejects with `ERR_INVALID_INPUT` (not an array of strings,

@@ -180,6 +180,12 @@ function createEmbeddingService(binding) {
         lastProgressAt: s.lastProgressAt ?? null,
         loadCount: s.loadCount,
         unloadCount: s.unloadCount,
+        memory: {
+          residentBytes: process.memoryUsage.rss(),
+          weightsBytes: s.weightsBytes,
+          mappedWeightsBytes: s.mappedWeightsBytes,
+          resultBytes: s.resultBytes,
+        },
       }
     }
 

@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest'
 import { minilmDir, root } from './helpers.mjs'
 
 describe('soak, CI-sized', () => {
-  it('200 requests with aborts, 10 load/unload cycles and a 500-text request: no failure, mismatch or growth', () => {
+  it('200 requests with aborts, 10 load/unload cycles, a 500-text request and 3 keep-alive cycles: no failure, mismatch or growth', () => {
     const args = ['--expose-gc', path.join(root, 'bench/soak.mjs'), '--json', '--model', minilmDir(),
-      '--requests', '200', '--cycles', '10', '--huge', '500', '--job', '0']
+      '--requests', '200', '--cycles', '10', '--huge', '500', '--job', '0', '--daemon-jobs', '3', '--daemon-texts', '3000']
     const child = spawnSync(process.execPath, args, { encoding: 'utf8' })
     expect(child.signal).toBe(null)
     const report = JSON.parse(child.stdout.trim().split('\n').pop())
@@ -21,6 +21,9 @@ describe('soak, CI-sized', () => {
     expect(mismatched).toBe(0)
     expect(report.huge).toMatchObject({ texts: 500, mismatched: 0 })
     expect(report.cycles.status).toMatchObject({ state: 'unloaded', modelLoaded: false })
+    // Each big job was followed by a keep-alive unload, and memory after the last is within the script's 10 MB.
+    expect(report.daemon).toMatchObject({ jobs: 3, texts: 3000, unloads: 3, state: 'unloaded' })
+    expect(report.daemon.growthMb).toBeLessThanOrEqual(10)
     if (process.platform === 'linux') {
       expect(report.end.threads).toBeLessThanOrEqual(report.afterFirstCycle.threads)
       expect(report.end.openFiles).toBeLessThanOrEqual(report.afterFirstCycle.openFiles)

@@ -5,6 +5,7 @@ import binding, {
   type EmbeddingError,
   type ErrorCode,
   type ProgressEvent,
+  type ServiceMemory,
   type ServiceStatus,
 } from '../index.js'
 import {
@@ -95,6 +96,8 @@ describe('index.d.ts', () => {
     expectTypeOf(svc.unload()).toEqualTypeOf<Promise<void>>()
     expectTypeOf(svc.status()).toEqualTypeOf<ServiceStatus>()
     expectTypeOf(svc.status().queued).toEqualTypeOf<{ query: number; index: number }>()
+    expectTypeOf(svc.status().memory).toEqualTypeOf<ServiceMemory>()
+    expectTypeOf(svc.status().memory.resultBytes).toEqualTypeOf<number>()
     void svc.embed(['a'], { priority: 'query', signal: new AbortController().signal, onProgress: () => {} })
     // @ts-expect-error unknown priority
     void svc.embed(['a'], { priority: 'urgent' })

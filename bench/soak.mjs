@@ -2,7 +2,9 @@
 // one service, checking every vector against a serial run and the process's memory, threads and open files.
 //
 // Usage: node --expose-gc bench/soak.mjs [--requests 10000] [--cycles 50] [--huge 100000] [--job 2000]
-//          [--model DIR] [--max-rss-growth-mb 5] [--json]
+//          [--daemon-jobs 5] [--daemon-texts 20000] [--model DIR] [--max-rss-growth-mb 5] [--json]
+// The daemon phase runs big jobs on a service with a short keep-alive, each followed by the keep-alive unload
+// a daemon sees between jobs; resident memory after its last cycle must be within 10 MB of its first.
 // Exit status 1 when a request fails unexpectedly, a vector differs from the serial run, or memory, threads or
 // open files after the requests and cycles exceed the state after the first load/unload cycle (the long job and
 // the huge request come after that check; their memory is reported). The event-loop delay is reported with its
@@ -28,6 +30,8 @@ const opts = {
   job: Number(arg('job', 2000)),
   model: arg('model', path.join(root, 'fixtures/models/all-MiniLM-L6-v2')),
   maxRssGrowthMb: Number(arg('max-rss-growth-mb', 5)),
+  daemonJobs: Number(arg('daemon-jobs', 5)),
+  daemonTexts: Number(arg('daemon-texts', 20_000)),
   json: process.argv.includes('--json'),
 }
 if (typeof global.gc !== 'function') throw new Error('run with node --expose-gc')
@@ -182,6 +186,51 @@ if (opts.huge > 0) {
   report.afterHuge = await snapshot()
   log(`after the huge request, collected and unloaded: ${brief(report.afterHuge)}`)
 }
+
+// 4. As a daemon sees it: big index jobs, each followed by the keep-alive unload (not an unload() call), on a
+// second service. Each cycle ends when the service reports no result memory after collection and the
+// keep-alive has unloaded the model (its 'idle' event); memory after the last cycle is judged against the first.
+async function daemonPhase() {
+  let onEvent = () => {}
+  const daemon = new EmbeddingService({ model: opts.model, keepAliveMs: 200, onProgress: (e) => onEvent(e) })
+  const rss = []
+  t0 = Date.now()
+  for (let c = 0; c < opts.daemonJobs; c++) {
+    const unloaded = new Promise((resolve) => {
+      onEvent = (e) => e.status === 'idle' && e.details === 'model unloaded' && resolve()
+    })
+    const job = async () => {
+      // Short chunks: what stays behind grows with the number of vectors, not with the text length.
+      const texts = Array.from({ length: opts.daemonTexts }, (_, i) => `${words[(i + c) % words.length]} chunk ${i}`)
+      return (await daemon.embed(texts)).length
+    }
+    if ((await job()) !== opts.daemonTexts) problem(`daemon job ${c} returned the wrong number of vectors`)
+    // The service's keep-alive timer does not hold Node's event loop open (by design); this does, until the
+    // unload's event arrives.
+    const holdOpen = setInterval(() => {}, 1000)
+    await unloaded
+    clearInterval(holdOpen)
+    for (let round = 0; daemon.status().memory.resultBytes > 0; round++) {
+      if (round === 200) {
+        problem(`daemon job ${c}: ${daemon.status().memory.resultBytes} bytes of results still held after 200 collections`)
+        break
+      }
+      global.gc()
+      await new Promise((r) => setImmediate(r))
+    }
+    const s = await snapshot()
+    rss.push(s.rssMb)
+    log(`daemon cycle ${c + 1}/${opts.daemonJobs}: ${opts.daemonTexts} texts, keep-alive unload, RSS ${s.rssMb} MB`)
+  }
+  const status = daemon.status()
+  await daemon.close()
+  const growth = +(rss.at(-1) - rss[0]).toFixed(1)
+  report.daemon = { jobs: opts.daemonJobs, texts: opts.daemonTexts, seconds: (Date.now() - t0) / 1000, rssAfterEachMb: rss, growthMb: growth, unloads: status.unloadCount, state: status.state }
+  if (status.unloadCount !== opts.daemonJobs) problem(`daemon phase: ${status.unloadCount} keep-alive unloads for ${opts.daemonJobs} jobs`)
+  if (growth > 10) problem(`daemon phase: resident memory grew ${growth} MB from the first cycle to the last (limit 10)`)
+  log(`daemon phase: ${JSON.stringify(report.daemon)}`)
+}
+if (opts.daemonJobs > 0) await daemonPhase()
 
 await svc.close()
 report.afterClose = await snapshot()

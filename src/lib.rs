@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod kernels;
 pub mod model;
 pub mod progress;
+pub mod results;
 pub mod scheduler;
 pub mod service;
 

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::model::Tokens;
+use crate::model::{Tokens, WeightMemory};
 use crate::progress::{now_ms, LogLevel, Outgoing, ProgressEvent, Sink};
+use crate::results::{ResultLedger, Vectors};
 use crate::scheduler::{Lanes, Priority};
 
 /// A one-shot reply, called exactly once and never under the service's lock.
@@ -31,7 +32,8 @@ pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
     pub dimensions: usize,
-    pub vectors: Vec<Vec<f32>>,
+    /// One block for the request (see `results.rs`), freed when its last owner drops it.
+    pub vectors: Vectors,
     /// Tokens per text after truncation, special tokens included.
     pub token_counts: Vec<usize>,
 }
@@ -76,7 +78,8 @@ pub struct Work {
     pub tokens: Option<Vec<Tokens>>,
     pub plan: Vec<Vec<usize>>,
     pub next_batch: usize,
-    pub vectors: Vec<Vec<f32>>,
+    /// Mapped once the texts are tokenised (the count is known); filled batch by batch.
+    pub vectors: Option<Vectors>,
     pub done: usize,
     pub started_at: Option<Instant>,
 }
@@ -119,6 +122,8 @@ pub struct Core {
     pub load_count: u64,
     pub unload_count: u64,
     pub dimensions: Option<usize>,
+    /// The loaded model's weights (zero when none is loaded).
+    pub weights: WeightMemory,
     pub device: Option<String>,
     /// The number format the loaded model computes in ("f32", "bf16", "f16").
     pub dtype: Option<&'static str>,
@@ -142,6 +147,10 @@ pub struct ServiceStatus {
     pub last_progress_at: Option<f64>,
     pub load_count: u64,
     pub unload_count: u64,
+    /// The loaded model's weights (zero when none is loaded).
+    pub weights: WeightMemory,
+    /// Bytes of this service's results still alive (vectors not yet collected in JavaScript or dropped in Rust).
+    pub result_bytes: u64,
 }
 
 /// Work to do once the lock is released: replies and events never run under it.
@@ -171,6 +180,8 @@ pub struct Shared {
     pub watchdog_wake: Condvar,
     pub sink: Arc<dyn Sink>,
     pub timing: Timing,
+    /// The bytes of this service's results still alive (in JavaScript or Rust).
+    pub results: Arc<ResultLedger>,
 }
 
 impl Shared {
@@ -200,6 +211,7 @@ impl Shared {
                 load_count: 0,
                 unload_count: 0,
                 dimensions: None,
+                weights: WeightMemory::default(),
                 device: None,
                 dtype: None,
                 prompts: Vec::new(),
@@ -208,6 +220,7 @@ impl Shared {
             watchdog_wake: Condvar::new(),
             sink,
             timing,
+            results: Arc::default(),
         }
     }
 
@@ -240,7 +253,7 @@ impl Shared {
                 tokens: None,
                 plan: Vec::new(),
                 next_batch: 0,
-                vectors: Vec::new(),
+                vectors: None,
                 done: 0,
                 started_at: None,
             },
@@ -388,6 +401,8 @@ impl Shared {
             last_progress_at: core.last_progress_ms,
             load_count: core.load_count,
             unload_count: core.unload_count,
+            weights: core.weights,
+            result_bytes: self.results.held_bytes(),
         }
     }
 

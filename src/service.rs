@@ -13,6 +13,7 @@ use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
 use crate::progress::{NullSink, Sink};
+use crate::results::Vectors;
 use crate::scheduler::Priority;
 use crate::worker::{self, FaultInjection, WorkerConfig};
 use crate::watchdog;
@@ -140,7 +141,8 @@ impl Service {
                 reply(Err(Error::closed()));
             } else {
                 let dimensions = self.dimensions().unwrap_or(0);
-                reply(Ok(Embeddings { dimensions, vectors: Vec::new(), token_counts: Vec::new() }));
+                let vectors = Vectors::new(0, dimensions, &self.shared.results).expect("no values to map");
+                reply(Ok(Embeddings { dimensions, vectors, token_counts: Vec::new() }));
             }
             return 0;
         }
@@ -177,7 +179,7 @@ impl Service {
             Box::new(move |result| {
                 // The reply runs on the worker thread: a bug here must fail this request, not the worker.
                 let ranked = result.and_then(|e| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.rank(&e.vectors, &options)))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.rank(&e.vectors.iter().collect::<Vec<_>>(), &options)))
                         .map_err(|p| Error::from_panic("ranking key phrases", p.as_ref()))
                 });
                 reply(ranked)

@@ -44,7 +44,9 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>) {
             shared.fail_all(&mut core, &mut after, Error::new(ErrorCode::Stalled, message.clone()));
             core.on_worker = None;
             core.paused = None;
+            // The abandoned worker still holds its model until it returns (if ever); the service has none.
             core.model_loaded = false;
+            core.weights = Default::default();
             core.state = State::Unloaded;
             core.keep_alive_deadline = None;
             shared.touch(&mut core);

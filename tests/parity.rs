@@ -24,7 +24,7 @@ fn minilm_matches_sentence_transformers_all_together_one_at_a_time_and_shuffled(
     assert_parity("minilm, all together", &all.vectors, &want);
 
     let singles: Vec<Vec<f32>> =
-        texts.iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors.remove(0)).collect();
+        texts.iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
     assert_parity("minilm, one at a time", &singles, &want);
 
     // A fixed permutation (multiply by a unit mod 32) puts every text next to different neighbours.
@@ -245,7 +245,7 @@ fn tiny_modernbert_mean_pooling_matches_sentence_transformers() {
     assert_eq!(got.dimensions, 32);
     assert_eq!(got.token_counts, token_counts(&expected));
     assert_parity("tiny-modernbert-mean, batched", &got.vectors, &want);
-    let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors.remove(0)).collect();
+    let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
     assert_parity("tiny-modernbert-mean, one at a time", &singles, &want);
     svc.close_blocking();
 }

@@ -34,7 +34,7 @@ const ROWS_PER_TASK: usize = 64;
 /// that level (its AVX2 level also wants F16C, BMI1/2 and LZCNT, which a VM can hide while showing AVX2).
 pub fn supported() -> bool {
     static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| simd_token_exists())
+    *SUPPORTED.get_or_init(simd_token_exists)
 }
 
 fn simd_token_exists() -> bool {
@@ -138,6 +138,11 @@ impl PackedBf16 {
         self.n
     }
 
+    /// Bytes held, padding included.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+
     fn pairs(&self) -> usize {
         self.k.div_ceil(2)
     }
@@ -170,6 +175,11 @@ impl PackedF32 {
 
     pub const fn empty() -> Self {
         PackedF32 { data: Vec::new(), n: 0, k: 0 }
+    }
+
+    /// Bytes held, padding included.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 4
     }
 
     /// Packs `[n × k]` values read through `get(column, input)`, reusing this buffer.

@@ -94,14 +94,14 @@ impl Plan {
     }
 
     /// Ranks every document's candidates, given the vectors of `self.texts` in order.
-    pub fn rank(&self, vectors: &[Vec<f32>], options: &KeyphraseOptions) -> Vec<Vec<Keyphrase>> {
+    pub fn rank<V: AsRef<[f32]>>(&self, vectors: &[V], options: &KeyphraseOptions) -> Vec<Vec<Keyphrase>> {
         self.docs
             .iter()
             .map(|(cands, at)| match at {
                 None => Vec::new(),
                 Some(at) => {
-                    let embeddings: Vec<&[f32]> = cands.iter().map(|c| vectors[self.index[c]].as_slice()).collect();
-                    ranking::rank(&vectors[*at], cands, &embeddings, options.top_n, options.ranking)
+                    let embeddings: Vec<&[f32]> = cands.iter().map(|c| vectors[self.index[c]].as_ref()).collect();
+                    ranking::rank(vectors[*at].as_ref(), cands, &embeddings, options.top_n, options.ranking)
                 }
             })
             .collect()

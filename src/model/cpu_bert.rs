@@ -61,6 +61,16 @@ impl Weight {
     }
 }
 
+impl Weight {
+    fn bytes(&self) -> usize {
+        match self {
+            Weight::F32(w) => w.len() * 4,
+            Weight::F32Packed(w) => w.bytes(),
+            Weight::Bf16(w) => w.bytes(),
+        }
+    }
+}
+
 struct Layer {
     /// [3H × H]: query, key and value weights stacked.
     qkv_w: Weight,
@@ -204,6 +214,26 @@ impl CpuBert {
             act: Activation::parse(&config.hidden_act)?,
             positions,
         })
+    }
+
+    /// Bytes of weights this encoder holds in its own memory, and bytes it reads in place from the mapped file
+    /// (resident only as far as they are read: the rows of tokens seen).
+    pub fn weight_bytes(&self) -> super::WeightMemory {
+        let floats = |vs: &[&Vec<f32>]| vs.iter().map(|v| v.len() * 4).sum::<usize>();
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.qkv_w, &l.attn_out_w, &l.inter_w, &l.out_w].iter().map(|w| w.bytes()).sum::<usize>()
+                    + floats(&[&l.qkv_b, &l.attn_out_b, &l.attn_ln_g, &l.attn_ln_b, &l.inter_b, &l.out_b, &l.out_ln_g, &l.out_ln_b])
+            })
+            .sum();
+        let tables = floats(&[&self.position, &self.token_type, &self.emb_ln_g, &self.emb_ln_b]);
+        let word = self.vocab * self.hidden * 4;
+        match self.word.converted {
+            Some(_) => super::WeightMemory { owned: layers + tables + word, mapped: 0 },
+            None => super::WeightMemory { owned: layers + tables, mapped: word },
+        }
     }
 
     pub fn hidden_size(&self) -> usize {

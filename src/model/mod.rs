@@ -116,9 +116,20 @@ impl Tokens {
 /// The architectures this addon runs, by `model_type` in `config.json`.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert"];
 
+/// Where a loaded model's weights live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightMemory {
+    /// Bytes in the process's own memory (or the GPU's, on a GPU device).
+    pub owned: usize,
+    /// Bytes read in place from the mapped weights file: resident only as far as they are read, and the
+    /// kernel's to drop (file pages, not the heap).
+    pub mapped: usize,
+}
+
 pub struct Embedder {
     tokenizer: Tokenizer,
     encoder: Encoder,
+    weights: WeightMemory,
     threads: usize,
     config: SentenceConfig,
     dimensions: usize,
@@ -257,7 +268,12 @@ impl Embedder {
             Ok::<_, Error>((tokenizer?, encoder?))
         })?;
         let dimensions = bert_config.hidden_size * config.pooling.len();
-        Ok(Embedder { tokenizer, encoder, threads: threads.max(1), config, dimensions })
+        let weights = match &encoder {
+            Encoder::Cpu(cpu) => cpu.weight_bytes(),
+            // candle holds a copy of every tensor it loaded, at its compute type.
+            _ => WeightMemory { owned: tensor_elements(&weights)? * load_dtype.size_in_bytes(), mapped: 0 },
+        };
+        Ok(Embedder { tokenizer, encoder, weights, threads: threads.max(1), config, dimensions })
     }
 
     /// Adopts the built-in prompts for `model_id` (see `known_prompts`) under each name the folder leaves
@@ -278,6 +294,10 @@ impl Embedder {
 
     pub fn dimensions(&self) -> usize {
         self.dimensions
+    }
+
+    pub fn weight_memory(&self) -> WeightMemory {
+        self.weights
     }
 
     pub fn max_seq_length(&self) -> usize {
@@ -411,6 +431,14 @@ impl Embedder {
             }
         }
     }
+}
+
+/// The number of values in a safetensors file's tensors (its header only).
+fn tensor_elements(path: &Path) -> Result<usize> {
+    // SAFETY: as for the loaders: mapped read-only, and only the already-validated header is read.
+    let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
+        .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", path.display())))?;
+    Ok(file.tensors().iter().map(|(_, view)| view.shape().iter().product::<usize>()).sum())
 }
 
 #[cfg(test)]

@@ -53,11 +53,13 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Asserts every vector matches its golden vector to cosine >= 0.99999; returns the minimum cosine.
-pub fn assert_parity(label: &str, got: &[Vec<f32>], want: &[Vec<f32>]) -> f64 {
+/// `got`: a result's `vectors` (`&Vectors`) or any list of vectors.
+pub fn assert_parity<G: AsRef<[f32]>>(label: &str, got: impl IntoIterator<Item = G>, want: &[Vec<f32>]) -> f64 {
+    let got: Vec<G> = got.into_iter().collect();
     assert_eq!(got.len(), want.len(), "{label}: count");
     let mut min = f64::MAX;
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let c = cosine(g, w);
+        let c = cosine(g.as_ref(), w);
         assert!(c >= 0.99999, "{label}: text {i} has cosine {c} to the golden vector");
         min = min.min(c);
     }
