@@ -59,7 +59,8 @@ export interface EmbeddingServiceOptions {
    * stay f32; cosine >= 0.999 to f32), halving the weights' memory. With AVX512_BF16 (AMD Zen 4+, Intel
    * Sapphire Rapids+) the products run on bf16 instructions: 1.3 to 1.9x the f32 throughput and about half a
    * short query's latency. On other CPUs (AVX2, AVX-512 without BF16, ARM64) the weights are widened to f32 in
-   * the kernel: throughput as f32, short queries up to 8% faster (measured on AVX2). Only where no SIMD level
+   * the kernel: on AVX2 (Zen 3) 0.96x the f32 throughput, a 13-token query 8% slower and a 3-token one 6%
+   * faster at 1 thread; what it always gives is half the weights' memory. Only where no SIMD level
    * runs (`EMBEDDING_SERVICE_SIMD=scalar`, or an x86 CPU without AVX2+FMA) does the constructor of a CPU-only
    * build (or with device 'cpu') throw `ERR_DEVICE_UNAVAILABLE`. It covers the BERT family (ModernBERT rejects it on CPU with
    * `ERR_INVALID_INPUT`). 'f16' is for GPUs (`ERR_INVALID_INPUT` on CPU, at load).
