@@ -83,6 +83,12 @@ pub fn from_bf16(x: u16) -> f32 {
     f32::from_bits((x as u32) << 16)
 }
 
+/// Reads a row-major `[n × k]` matrix as `get(column, input)`, for the `pack_with`s.
+pub fn row_major(w: &[f32], n: usize, k: usize) -> impl Fn(usize, usize) -> f32 + '_ {
+    assert_eq!(w.len(), n * k, "weight shape");
+    move |j, i| w[j * k + i]
+}
+
 /// A `[n × k]` weight matrix (a PyTorch Linear weight), rounded to bf16 and packed in panels.
 pub struct PackedBf16 {
     data: Vec<u16>,
@@ -91,11 +97,6 @@ pub struct PackedBf16 {
 }
 
 impl PackedBf16 {
-    pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), n * k, "weight shape");
-        Self::pack_with(n, k, |j, i| w[j * k + i])
-    }
-
     /// Packs `[n × k]` values read through `get(column, input)`: straight from a weights file, no copy first.
     pub fn pack_with(n: usize, k: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let mut packed = Self::empty();
@@ -161,11 +162,6 @@ pub struct PackedF32 {
 }
 
 impl PackedF32 {
-    pub fn pack(w: &[f32], n: usize, k: usize) -> Self {
-        assert_eq!(w.len(), n * k, "weight shape");
-        Self::pack_with(n, k, |j, i| w[j * k + i])
-    }
-
     /// Packs `[n × k]` values read through `get(column, input)`: straight from a weights file, no copy first.
     pub fn pack_with(n: usize, k: usize, get: impl Fn(usize, usize) -> f32) -> Self {
         let mut packed = Self::empty();
@@ -734,14 +730,14 @@ mod tests {
     fn packed_product_matches_a_reference_on_rounded_inputs() {
         if !bf16_supported() {
             // At the scalar level the kernel must refuse loudly rather than compute anything.
-            let packed = PackedBf16::pack(&[1.0], 1, 1);
+            let packed = PackedBf16::pack_with(1, 1, row_major(&[1.0], 1, 1));
             let refused = std::panic::catch_unwind(|| matmul_bt_bf16(&mut [0.0], 1, &[1.0], 1, &packed, 1, false, 1, &mut Vec::new()));
             assert!(refused.is_err());
             return;
         }
         for Case { m, n, k, accumulate, threads, stride, a, w, start } in cases(7) {
             let mut dst = start.clone();
-            let packed = PackedBf16::pack(&w, n, k);
+            let packed = PackedBf16::pack_with(n, k, row_major(&w, n, k));
             matmul_bt_bf16(&mut dst, n, &a, stride, &packed, m, accumulate, threads, &mut Vec::new());
             for t in 0..m {
                 for j in 0..n {
@@ -765,13 +761,13 @@ mod tests {
     #[test]
     fn f32_panels_match_gemm_and_the_f64_definition() {
         if !supported() {
-            let packed = PackedF32::pack(&[1.0], 1, 1);
+            let packed = PackedF32::pack_with(1, 1, row_major(&[1.0], 1, 1));
             assert!(std::panic::catch_unwind(|| matmul_bt_f32(&mut [0.0], 1, &[1.0], 1, &packed, 1, false, 1)).is_err());
             return;
         }
         for Case { m, n, k, accumulate, threads, stride, a, w, start } in cases(11) {
             let (mut got, mut want) = (start.clone(), start.clone());
-            matmul_bt_f32(&mut got, n, &a, stride, &PackedF32::pack(&w, n, k), m, accumulate, threads);
+            matmul_bt_f32(&mut got, n, &a, stride, &PackedF32::pack_with(n, k, row_major(&w, n, k)), m, accumulate, threads);
             super::super::matmul::matmul_bt(&mut want, n, &a, stride, &w, k, m, n, k, accumulate, 1);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "m{m} n{n} k{k} [{i}]: {g} vs {w}");

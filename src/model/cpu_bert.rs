@@ -139,6 +139,8 @@ pub struct CpuBert {
 /// file when it stores f32 (the usual case), converted once at load otherwise.
 struct WordTable {
     file: WeightsFile,
+    /// The table's name in the file (root prefix included), resolved once at load.
+    name: String,
     converted: Option<Vec<u8>>,
 }
 
@@ -148,7 +150,7 @@ impl WordTable {
     fn bytes(&self) -> Result<&[u8]> {
         match &self.converted {
             Some(bytes) => Ok(bytes),
-            None => self.file.borrowed(WORD_TABLE).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
+            None => self.file.borrowed(&self.name).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
         }
     }
 }
@@ -197,7 +199,7 @@ impl CpuBert {
         let converted = (!word.is_borrowed()).then(|| word.into_bytes());
         Ok(CpuBert {
             scratch: Default::default(),
-            word: WordTable { file, converted },
+            word: WordTable { name: file.full_name(WORD_TABLE), file, converted },
             position,
             token_type,
             emb_ln_g,

@@ -43,7 +43,7 @@ impl WeightsFile {
     /// The tensor `name` (under the root) as little-endian f32 bytes, checked against `shape`: borrowed from
     /// the mapping when the file stores f32, converted once otherwise (f16, bf16).
     pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Floats<'_>> {
-        let full = format!("{}{name}", self.root);
+        let full = self.full_name(name);
         let unfit = |why: String| Error::model_invalid(format!("the weights do not fit the config: {full}: {why}"));
         let view = self.file.get(&full).map_err(|e| unfit(e.to_string()))?;
         if view.shape() != shape {
@@ -61,9 +61,15 @@ impl WeightsFile {
         Ok(Floats(Cow::Owned(converted.iter().flat_map(|x| x.to_le_bytes()).collect())))
     }
 
-    /// The bytes of a tensor `floats` accepted before and kept borrowed (`Floats::is_borrowed`).
-    pub fn borrowed(&self, name: &str) -> Option<&[u8]> {
-        self.file.get(&format!("{}{name}", self.root)).ok().map(|view| view.data())
+    /// `name` under the root, as the file names it (for `borrowed`).
+    pub fn full_name(&self, name: &str) -> String {
+        format!("{}{name}", self.root)
+    }
+
+    /// The bytes of a tensor, by its `full_name`, that `floats` accepted before and kept borrowed
+    /// (`Floats::is_borrowed`): a lookup, no allocation, for use on every forward pass.
+    pub fn borrowed(&self, full_name: &str) -> Option<&[u8]> {
+        self.file.get(full_name).ok().map(|view| view.data())
     }
 }
 
@@ -132,7 +138,7 @@ mod tests {
         assert!(f32s.is_borrowed(), "f32 is read in place");
         assert_eq!(f32s.to_vec(), values);
         let mut row = [0f32; 3];
-        read_row(file.borrowed("embeddings.word_embeddings.weight").unwrap(), 1, &mut row);
+        read_row(file.borrowed(&file.full_name("embeddings.word_embeddings.weight")).unwrap(), 1, &mut row);
         assert_eq!(row, values[3..]);
         for name in ["half", "brain"] {
             let converted = file.floats(name, &[2, 3]).unwrap();
