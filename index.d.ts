@@ -49,8 +49,13 @@ export interface EmbeddingServiceOptions {
   offline?: boolean
   /**
    * Where inference runs. 'auto' (default) picks the best compiled-in device that works: CUDA, then Metal,
-   * then CPU. Naming a device that is not compiled in throws `ERR_DEVICE_UNAVAILABLE` here; one that is
-   * compiled in but absent rejects the first `embed` with it.
+   * then CPU. When it passes over a compiled-in GPU (a CUDA build on a machine without the NVIDIA driver,
+   * cuBLAS or a GPU), `status().device` is 'cpu' and the `loading_model` event of stage 2 says why in its
+   * `details` ("…; running on the CPU: no usable CUDA device: this machine lacks the NVIDIA driver
+   * (libcuda.so.1)…"). Naming a device that is not compiled in throws `ERR_DEVICE_UNAVAILABLE` here; one
+   * that is compiled in but absent rejects each `embed` (and `load`) with it, naming what is missing, and the
+   * service stays usable for `close()`. A CUDA build opens the driver, cuBLAS and cuRAND at run time
+   * (CUDA 13 libraries, driver R580 or newer), so it loads on any Linux x64 machine.
    */
   device?: 'auto' | 'cpu' | 'cuda' | 'metal'
   /**
@@ -161,7 +166,7 @@ export type ServiceState = 'unloaded' | 'loading' | 'ready' | 'working' | 'unloa
 export interface ServiceStatus {
   state: ServiceState
   modelLoaded: boolean
-  /** "cpu", "cuda:0", "metal:0" once loaded, else null. */
+  /** "cpu", "cuda:0 (NVIDIA H200)" (the GPU's name from the driver), "metal:0" once loaded, else null. */
   device: string | null
   /** The number format the loaded model computes in ('f32', 'bf16', 'f16'), else null. */
   dtype: 'f32' | 'bf16' | 'f16' | null

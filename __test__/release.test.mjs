@@ -37,7 +37,10 @@ describe('release workflow', () => {
     for (const b of builds) expect(b.build, b.target).toMatch(/--no-js --dts target\/napi-generated\.d\.ts/)
     expect(builds.find((b) => b.target === 'aarch64-apple-darwin').build).toMatch(/--features metal/)
     const cuda = workflow.jobs['build-cuda'].steps.map((s) => s.run ?? '').join('\n')
-    expect(cuda).toMatch(/--features cuda --no-js/)
+    // The CUDA variant is built through the project's own toolchain script (dynamic loading of the driver),
+    // and its fallback to the CPU is tested on the runner, which has no GPU.
+    expect(cuda).toMatch(/node scripts\/build\.mjs --features cuda --out=embedding-service\.linux-x64-gnu-cuda\.node/)
+    expect(cuda).toMatch(/vitest run __test__\/cuda-fallback\.test\.mjs/)
   })
 })
 
@@ -73,7 +76,7 @@ describe('npm pack', () => {
       .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'))
     const expected = [
       'Cargo.lock', 'Cargo.toml', 'README.md', 'build.rs', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.ts', 'index.js',
-      'index.mjs', 'package.json', 'platform.js', 'scripts/build.mjs', 'scripts/install.mjs', 'service.js', ...sources,
+      'index.mjs', 'package.json', 'platform.js', 'scripts/build.mjs', 'scripts/cuda-toolchain.mjs', 'scripts/install.mjs', 'scripts/python.mjs', 'service.js', ...sources,
     ].sort()
     expect(files).toEqual(expected)
   })

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Builds the native addon from source with cargo (release mode unless --debug) and places it where index.js
 // looks: ./embedding-service.<platform>.node. Extra arguments go to cargo (e.g. --features cuda).
+// A CUDA build (--features cuda) runs through scripts/cuda-toolchain.mjs: its compiler, a patched candle-core,
+// and target/cuda (so it does not evict the CPU build).
 // Output goes to stderr: stdout stays clean for whatever runs this.
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -12,17 +14,44 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const { platformName } = createRequire(import.meta.url)('../platform.js')
 const args = process.argv.slice(2)
 const debug = args.includes('--debug')
-const cargoArgs = ['build', '--lib', ...(debug ? [] : ['--release']), ...args.filter((a) => a !== '--debug')]
+// --out=FILE puts the binary there instead (the CUDA fallback test builds one beside the CPU build).
+const out = args.find((a) => a.startsWith('--out='))?.slice('--out='.length)
+// --if-supported: a CUDA build where this script can fetch the compiler (Linux x64), else a note and nothing
+// (npm test builds the CUDA variant for __test__/cuda-fallback.test.mjs, which runs on Linux x64 only).
+const ifSupported = args.includes('--if-supported')
+const passed = args.filter((a) => a !== '--debug' && a !== '--if-supported' && !a.startsWith('--out='))
+const cargoArgs = ['build', '--lib', ...(debug ? [] : ['--release']), ...passed]
+const cuda = wantsFeature(passed, 'cuda')
 
-process.stderr.write(`[embedding-service] cargo ${cargoArgs.join(' ')}\n`)
-execFileSync('cargo', cargoArgs, { cwd: root, stdio: ['ignore', process.stderr, 'inherit'] })
+if (cuda && ifSupported && !(process.platform === 'linux' && process.arch === 'x64')) {
+  process.stderr.write(`[embedding-service] no CUDA build on ${process.platform}-${process.arch}: its compiler is fetched for Linux x64 only\n`)
+  process.exit(0)
+}
 
-const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, 'target')
+let targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, 'target')
+if (cuda) {
+  const { runCudaCargo } = await import('./cuda-toolchain.mjs')
+  targetDir = runCudaCargo(cargoArgs)
+} else {
+  process.stderr.write(`[embedding-service] cargo ${cargoArgs.join(' ')}\n`)
+  execFileSync('cargo', cargoArgs, { cwd: root, stdio: ['ignore', process.stderr, 'inherit'] })
+}
+
 const file = { win32: 'embedding_service.dll', darwin: 'libembedding_service.dylib' }[process.platform]
   ?? 'libembedding_service.so'
 const built = path.join(targetDir, debug ? 'debug' : 'release', file)
-const dest = path.join(root, `embedding-service.${platformName()}.node`)
+const dest = out ? path.resolve(out) : path.join(root, `embedding-service.${platformName()}.node`)
 // Copy then rename, so a process loading the addon never sees a half-written file.
 fs.copyFileSync(built, `${dest}.tmp`)
 fs.renameSync(`${dest}.tmp`, dest)
 process.stderr.write(`[embedding-service] built ${path.relative(root, dest)}\n`)
+
+/** Whether cargo arguments (`--features a,b`, `--features=a`, `-F a`) turn on `feature`. */
+function wantsFeature(cargoArgs, feature) {
+  const lists = cargoArgs.flatMap((a, i) => {
+    if (a === '--features' || a === '-F') return [cargoArgs[i + 1] ?? '']
+    if (a.startsWith('--features=')) return [a.slice('--features='.length)]
+    return []
+  })
+  return lists.some((list) => list.split(/[\s,]+/).includes(feature))
+}

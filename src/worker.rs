@@ -381,8 +381,11 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     });
     let dir = source::resolve_with(&config.source, &mut on_download, &std::sync::atomic::AtomicBool::new(false))?;
     stage(1, "opening device");
-    let (device, name) = device::open(config.device)?;
-    stage(2, "loading tokenizer and weights");
+    let device::Opened { device, name, fallback } = device::open(config.device)?;
+    match fallback {
+        Some(why) => stage(2, &format!("loading tokenizer and weights; {why}")),
+        None => stage(2, "loading tokenizer and weights"),
+    }
     let dtype = config.dtype.unwrap_or_else(|| Dtype::default_for(&device));
     let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, dtype, config.threads)?;
     embedder.adopt_known_prompts(&config.source.model);

@@ -1,5 +1,5 @@
 //! GPU checks, compiled only into a build with the `cuda` or `metal` feature, for a machine with that GPU:
-//! `cargo test --release --features cuda --test gpu` (the test binary also runs alone, without Node or a Rust
+//! `node scripts/cuda-toolchain.mjs cargo test --release --features cuda --test gpu` (the test binary also runs alone, without Node or a Rust
 //! toolchain, next to a copy of `fixtures/`). On a CPU-only build this file is empty, so CPU runs count nothing.
 #![cfg(any(feature = "cuda", feature = "metal"))]
 
