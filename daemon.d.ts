@@ -182,8 +182,11 @@ export declare class NativeEmbeddingBackend {
   extractKeyPhrasesKeyBERT(text: string, options?: SemanticExtractionOptions): Promise<SemanticScore[]>
   extractKeyPhrasesKeyBERTBatch(texts: string[], options?: SemanticExtractionOptions): Promise<SemanticScore[][]>
 
-  /** Always 'gpu': the daemon's label for the backend that does KeyBERT (its 'onnx' path has none). */
-  getServiceType(): 'gpu'
+  /**
+   * 'gpu': the daemon's label for the backend that does KeyBERT (its 'onnx' path has none); 'remote' when the
+   * config's `endpoint` sends the work to an embedding server (KeyBERT runs through it too).
+   */
+  getServiceType(): 'gpu' | 'remote'
   getModelConfig(): {
     model: string
     timeout: number

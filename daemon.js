@@ -37,7 +37,7 @@ const CURATED = [
 // The options of EmbeddingService that the daemon's config may carry through to it.
 const SERVICE_OPTIONS = [
   'cacheDir', 'revision', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
-  'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'logger', 'testHooks',
+  'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'logger', 'testHooks', 'endpoint', 'apiKey', 'remoteConcurrency',
 ]
 
 function coded(code, message) {
@@ -472,9 +472,12 @@ class NativeEmbeddingBackend {
 
   // ---- health and information --------------------------------------------------------------------------
 
-  /** 'onnx' routes the daemon to its n-gram path without KeyBERT; this backend does KeyBERT, so 'gpu'. */
+  /**
+   * 'onnx' routes the daemon to its n-gram path without KeyBERT; this backend does KeyBERT, so 'gpu', or
+   * 'remote' when an `endpoint` sends the work to an embedding server (KeyBERT then runs through it too).
+   */
   getServiceType() {
-    return 'gpu'
+    return this.#serviceOptions.endpoint ? 'remote' : 'gpu'
   }
 
   getModelConfig() {

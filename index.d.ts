@@ -24,6 +24,11 @@ export type ErrorCode =
   | 'ERR_ABORTED'
   /** The worker made no progress for `stallTimeoutMs`; the request failed and a fresh worker took over. */
   | 'ERR_STALLED'
+  /**
+   * The remote server (`endpoint`) failed the request: unreachable after retries (connection refused or
+   * reset, 429 or 503 answers), or an error answer, quoted with its HTTP status and the server's message.
+   */
+  | 'ERR_REMOTE'
   /** A bug inside the addon (for example a caught Rust panic); the service stays usable. */
   | 'ERR_INTERNAL'
 
@@ -97,6 +102,33 @@ export interface EmbeddingServiceOptions {
    * Default 300000.
    */
   stallTimeoutMs?: number
+  /**
+   * Embed through a remote OpenAI-compatible embedding server instead of loading the model here: the API's
+   * base URL, e.g. 'http://gpu-box:7997/v1' (requests go to `${endpoint}/embeddings`, `{ model, input }` in,
+   * `data[].embedding` out: text-embeddings-inference, infinity, vLLM, Ollama). `model` is then the name the
+   * server serves. Everything else stays: `embed`, `embedDetailed`, `load`/`unload`/`close`/`status`, the
+   * query lane first, progress events, AbortSignal, the stall watchdog, coded errors.
+   * - `load()` (or the first request) asks the server for one embedding: it learns the dimensions, and a
+   *   server that does not serve `model` rejects with `ERR_MODEL_NOT_FOUND`, an unreachable one with
+   *   `ERR_REMOTE`. `status().device` is 'remote <endpoint>'; unloading closes the connections.
+   * - Texts are batched by `maxBatchSize` and `maxBatchTokens`, with tokens estimated as characters / 4
+   *   (the tokenizer is on the server); `embedDetailed`'s `tokenCounts` are those estimates.
+   * - Up to `remoteConcurrency` batches are in flight at once, one per connection, so a query sent during an
+   *   index job waits behind at most one batch per connection, then goes first.
+   * - Connection failures and 429/503 answers are retried, each batch whole, 5 times over about 6 s (honouring
+   *   `Retry-After`); no text is dropped or counted twice. Other failures reject with `ERR_REMOTE`.
+   * - A request the server leaves unanswered is a stall: reported at `stallWarningMs`, failed with
+   *   `ERR_STALLED` at `stallTimeoutMs`; the next request uses fresh connections.
+   * - An aborted request stops waiting at once (within 20 ms); a batch already sent finishes on the server and
+   *   its answer is discarded.
+   * - Prompts (`prompt`) are prepended here, since the API has none: the built-in ones of known models (E5).
+   * `device` is ignored and `dtype` refused with an endpoint.
+   */
+  endpoint?: string
+  /** Sent as `Authorization: Bearer <apiKey>` with an `endpoint`. */
+  apiKey?: string
+  /** Requests in flight to the `endpoint` at once. Default 2. */
+  remoteConcurrency?: number
   /** Receives every event of this service (loading, every request's progress, unloading, stalls). */
   onProgress?: (event: ProgressEvent) => void
   /**
@@ -166,9 +198,12 @@ export type ServiceState = 'unloaded' | 'loading' | 'ready' | 'working' | 'unloa
 export interface ServiceStatus {
   state: ServiceState
   modelLoaded: boolean
-  /** "cpu", "cuda:0 (NVIDIA H200)" (the GPU's name from the driver), "metal:0" once loaded, else null. */
+  /**
+   * "cpu", "cuda:0 (NVIDIA H200)" (the GPU's name from the driver), "metal:0", or "remote <endpoint>" once
+   * loaded, else null.
+   */
   device: string | null
-  /** The number format the loaded model computes in ('f32', 'bf16', 'f16'), else null. */
+  /** The number format the loaded model computes in ('f32', 'bf16', 'f16'); null when none is loaded or the model is remote. */
   dtype: 'f32' | 'bf16' | 'f16' | null
   /** The prompt names the loaded model accepts (for `embed`'s `prompt`); empty until it has loaded. */
   prompts: string[]

@@ -46,7 +46,7 @@ describe('index.d.ts', () => {
     expectTypeOf(backend.generateEmbeddings([{ content: 'a', chunkIndex: 0 }])).toEqualTypeOf<Promise<EmbeddingVector[]>>()
     expectTypeOf(backend.processBatch([{ content: 'a', chunkIndex: 0 }], 8)).toEqualTypeOf<Promise<EmbeddingResult[]>>()
     expectTypeOf(backend.healthCheck()).toEqualTypeOf<Promise<HealthCheckResponse>>()
-    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu'>()
+    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'remote'>()
     expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number>()
     expectTypeOf(backend.extractKeyPhrasesKeyBERTBatch(['a'], { maxKeyPhrases: 5 })).toEqualTypeOf<Promise<SemanticScore[][]>>()
     backend.setDownloadProgressCallback((p) => expectTypeOf(p).toEqualTypeOf<number>())
@@ -63,6 +63,15 @@ describe('index.d.ts', () => {
     >()
     // @ts-expect-error stop words are 'english', null or a list
     void svc.extractKeyphrases(['a'], { stopWords: 'french' })
+  })
+
+  it('describes the remote backend options and its error code', () => {
+    new EmbeddingService({ model: 'm', endpoint: 'http://gpu-box:7997/v1', apiKey: 'k', remoteConcurrency: 4 })
+    // @ts-expect-error the endpoint is a URL string
+    new EmbeddingService({ model: 'm', endpoint: 7997 })
+    expectTypeOf<'ERR_REMOTE'>().toMatchTypeOf<ErrorCode>()
+    const backend = new PythonEmbeddingService({ modelName: 'm', endpoint: 'http://gpu-box:7997/v1' })
+    expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'remote'>()
   })
 
   it('rejects what the API rejects', () => {

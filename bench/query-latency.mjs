@@ -9,9 +9,9 @@
 import { execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cpu, quantile } from './common.mjs'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -24,13 +24,6 @@ const subjects = ['the config file', 'my password', 'the cache', 'a flat tyre', 
   'a memory leak', 'the release', 'bread dough']
 const queries = Array.from({ length: nQueries }, (_, i) => `How do I deal with ${subjects[i % subjects.length]} (${i})?`)
 
-const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))]
-const cpu = () => {
-  const info = fs.readFileSync('/proc/cpuinfo', 'utf8')
-  const flags = (info.match(/^flags\s*:(.*)$/m) ?? ['', ''])[1].split(' ')
-  const simd = flags.includes('avx512f') ? 'AVX-512' : flags.includes('avx2') ? 'AVX2' : 'no AVX2'
-  return `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${simd}`
-}
 
 const svc = new EmbeddingService({ model: path.join(root, 'fixtures/models/all-MiniLM-L6-v2') })
 await svc.embed(queries.slice(0, 2))

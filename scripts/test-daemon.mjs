@@ -162,6 +162,15 @@ const edits = [
     edit: () => "export { PythonEmbeddingService } from 'embedding-service/daemon';\n",
   },
   {
+    // The remote backend's label: the daemon only tests for 'onnx', so 'remote' takes the KeyBERT path.
+    file: 'src/di/interfaces.ts',
+    edit: (text) => {
+      const next = text.replace("getServiceType(): 'onnx' | 'gpu';", "getServiceType(): 'onnx' | 'gpu' | 'remote';")
+      if (next === text) throw new Error("interfaces.ts: getServiceType(): 'onnx' | 'gpu' was not found")
+      return next
+    },
+  },
+  {
     file: 'src/daemon/factories/model-factories.ts',
     edit: (text) => {
       const next = text.replace('const venvPythonPath = getVenvPythonPath();', 'const venvPythonPath = undefined;')

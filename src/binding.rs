@@ -248,6 +248,15 @@ fn service_options(options: Option<Unknown>) -> Result<ServiceOptions> {
     if let Some(ms) = millis(&props, "stallTimeoutMs", false)? {
         o.stall_timeout = Duration::from_secs_f64(ms / 1000.0);
     }
+    if let Some(endpoint) = props.string("endpoint")? {
+        o.remote = Some(crate::remote::RemoteOptions {
+            endpoint,
+            api_key: props.string("apiKey")?,
+            concurrency: props.count("remoteConcurrency")?.unwrap_or(crate::remote::DEFAULT_CONCURRENCY),
+        });
+    } else if props.string("apiKey")?.is_some() || props.count("remoteConcurrency")?.is_some() {
+        return Err(Error::invalid_input("`apiKey` and `remoteConcurrency` apply only with `endpoint`"));
+    }
     let hooks = Props::new(props.get("testHooks")?.map(|(v, _)| v), "options.testHooks")?;
     o.faults.panic_on_text = hooks.string("panicOnText")?;
     o.faults.hold_index_until_queries = hooks.count("holdIndexBatchUntilQueries")?.unwrap_or(0);

@@ -19,6 +19,9 @@ pub enum ErrorCode {
     Aborted,
     /// The worker made no progress for `stallTimeoutMs`; the request was failed and the worker replaced.
     Stalled,
+    /// A remote embedding server (the `endpoint` option) failed the request: it could not be reached after
+    /// retries, or answered with an error, which the message quotes with its HTTP status.
+    Remote,
     /// A bug: a caught panic or an invariant that did not hold.
     Internal,
 }
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Closed => "ERR_CLOSED",
             ErrorCode::Aborted => "ERR_ABORTED",
             ErrorCode::Stalled => "ERR_STALLED",
+            ErrorCode::Remote => "ERR_REMOTE",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }
@@ -67,6 +71,9 @@ impl Error {
     }
     pub fn aborted() -> Self {
         Self::new(ErrorCode::Aborted, "the request was aborted by its AbortSignal")
+    }
+    pub fn remote(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Remote, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)

@@ -6,6 +6,7 @@
 //! events and their bounded mailbox; `batching` the batch planner; `model` the model folder, tokenizer, encoder
 //! and pooling; `kernels` the CPU math at each SIMD level; `keyphrases` KeyBERT's key-phrase extraction on top of `service`.
 
+pub mod backend;
 pub mod batching;
 pub mod device;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod lifecycle;
 pub mod kernels;
 pub mod model;
 pub mod progress;
+pub mod remote;
 pub mod results;
 pub mod scheduler;
 pub mod service;

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::model::{Tokens, WeightMemory};
+use crate::backend::Prepared;
+use crate::model::WeightMemory;
 use crate::progress::{now_ms, LogLevel, Outgoing, ProgressEvent, Sink};
 use crate::results::{ResultLedger, Vectors};
 use crate::scheduler::{Lanes, Priority};
@@ -75,7 +76,7 @@ pub struct Work {
     pub id: u64,
     pub texts: Vec<String>,
     pub prompt: Option<String>,
-    pub tokens: Option<Vec<Tokens>>,
+    pub tokens: Option<Vec<Prepared>>,
     pub plan: Vec<Vec<usize>>,
     pub next_batch: usize,
     /// Mapped once the texts are tokenised (the count is known); filled batch by batch.

@@ -13,6 +13,7 @@ use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
 use crate::progress::{NullSink, Sink};
+use crate::remote::RemoteOptions;
 use crate::results::Vectors;
 use crate::scheduler::Priority;
 use crate::worker::{self, FaultInjection, WorkerConfig};
@@ -41,6 +42,8 @@ pub struct ServiceOptions {
     pub sink: Arc<dyn Sink>,
     /// For tests only.
     pub faults: FaultInjection,
+    /// Embed through a remote OpenAI-compatible server instead of loading the model here.
+    pub remote: Option<RemoteOptions>,
 }
 
 impl ServiceOptions {
@@ -60,6 +63,7 @@ impl ServiceOptions {
             stall_timeout: Duration::from_millis(300_000),
             sink: Arc::new(NullSink),
             faults: FaultInjection::default(),
+            remote: None,
         }
     }
 }
@@ -100,11 +104,22 @@ impl Service {
         if options.stall_timeout.is_zero() || options.stall_warning.is_zero() {
             return Err(Error::invalid_input("stall thresholds must be positive"));
         }
-        device::check_compiled(options.device)?;
+        if let Some(remote) = &options.remote {
+            remote.validate()?;
+            if options.dtype.is_some() {
+                return Err(Error::invalid_input(
+                    "`dtype` does not apply with `endpoint`: the server decides the number format it computes in",
+                ));
+            }
+        }
+        let local = options.remote.is_none();
+        if local {
+            device::check_compiled(options.device)?;
+        }
         // On a CPU-only build (or device 'cpu') a bf16 request that this CPU cannot run fails now, not at load.
         let cpu_only = options.device == DeviceChoice::Cpu
             || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
-        if options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::kernels::panel::bf16_supported() {
+        if local && options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::kernels::panel::bf16_supported() {
             return Err(Error::device_unavailable(
                 "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
             ));
@@ -121,6 +136,9 @@ impl Service {
             dtype: options.dtype,
             limits: options.limits,
             faults: options.faults,
+            remote: options.remote,
+            // The watchdog reports an unanswered request at the stall timeout; the socket gives up a minute later.
+            remote_timeout: options.stall_timeout + Duration::from_secs(60),
         });
         let timing = Timing {
             keep_alive: options.keep_alive,

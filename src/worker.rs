@@ -6,6 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::backend::{Backend, Prepared};
 use crate::batching::{plan_batches, BatchLimits};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
@@ -14,6 +15,7 @@ use crate::scheduler::Priority;
 use parking_lot::MutexGuard;
 use crate::model::source::{self, ModelSource};
 use crate::model::{Dtype, Embedder, Kernels};
+use crate::remote::{RemoteEmbedder, RemoteOptions};
 use crate::progress::{LogLevel, ProgressEvent, Status};
 use crate::results::Vectors;
 
@@ -42,10 +44,15 @@ pub struct WorkerConfig {
     pub dtype: Option<Dtype>,
     pub limits: BatchLimits,
     pub faults: FaultInjection,
+    /// A remote embedding server instead of the model in this process.
+    pub remote: Option<RemoteOptions>,
+    /// How long a request to a remote server may go unanswered before it is given up (after the watchdog
+    /// has already reported it as stalled).
+    pub remote_timeout: Duration,
 }
 
 struct Loaded {
-    embedder: Embedder,
+    backend: Backend,
     device: candle_core::Device,
     dtype: Dtype,
 }
@@ -157,11 +164,12 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>, generation: u64) {
                 Ok((loaded, name)) => {
                     core.model_loaded = true;
                     core.load_count += 1;
-                    core.dimensions = Some(loaded.embedder.dimensions());
-                    core.weights = loaded.embedder.weight_memory();
+                    core.dimensions = Some(loaded.backend.dimensions());
+                    core.weights = loaded.backend.weight_memory();
                     core.device = Some(name);
-                    core.dtype = Some(loaded.dtype.as_str());
-                    core.prompts = loaded.embedder.prompt_names();
+                    // A server's number format is its own; the wire carries f32.
+                    core.dtype = matches!(loaded.backend, Backend::Local(_)).then(|| loaded.dtype.as_str());
+                    core.prompts = loaded.backend.prompt_names();
                     model = Some(loaded);
                     if core.state != State::Closed {
                         core.state = State::Ready;
@@ -269,7 +277,7 @@ fn serve_step<'a>(
     // Index work yields to queries inside its batch where the encoder has checkpoints, else by running smaller
     // batches while queries arrive; a step run from a checkpoint does not yield again.
     let yielding = match (priority, outer) {
-        (Priority::Index, None) if loaded.embedder.has_checkpoints() => Yield::Checkpoints(pool),
+        (Priority::Index, None) if loaded.backend.has_checkpoints() => Yield::Checkpoints(pool),
         (Priority::Index, None) => Yield::SmallerBatches(pool),
         _ => Yield::No,
     };
@@ -333,16 +341,7 @@ fn checkpoint(
     // The index work ran since its last checkpoint: a new streak of queries may run here.
     core.lanes.index_progressed();
     loop {
-        if core.generation != generation {
-            return Err(Error::internal("the watchdog replaced this worker"));
-        }
-        if core.state == State::Closed {
-            return Err(Error::closed());
-        }
-        match core.tickets.get(&index_id) {
-            Some(t) if !t.abort_requested => {}
-            _ => return Err(Error::aborted()),
-        }
+        still_wanted(&core, generation, index_id)?;
         shared.touch(&mut core);
         let hold = config.faults.hold_index_until_queries;
         if hold > 0 && in_forward && !config.faults.hold_spent.swap(true, std::sync::atomic::Ordering::Relaxed) {
@@ -369,6 +368,14 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
             shared.touch(&mut core);
         }
     };
+    if let Some(remote) = &config.remote {
+        // The model lives on the server: loading is asking it for one embedding (its dimensions).
+        stage(0, &format!("asking {} for {}", remote.endpoint, config.source.model));
+        let backend = Backend::Remote(RemoteEmbedder::connect(remote, &config.source.model, config.remote_timeout)?);
+        stage(3, "model loaded");
+        let name = format!("remote {}", remote.endpoint.trim_end_matches('/'));
+        return Ok((Loaded { backend, device: candle_core::Device::Cpu, dtype: Dtype::F32 }, name));
+    }
     stage(0, "resolving model");
     // A download reports its bytes, and each report counts as progress for the watchdog: a slow download
     // that keeps moving is never failed as stalled.
@@ -392,7 +399,7 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     crate::release_free_memory();
     stage(3, "model loaded");
-    Ok((Loaded { embedder, device, dtype }, name))
+    Ok((Loaded { backend: Backend::Local(embedder), device, dtype }, name))
 }
 
 fn unload(shared: &Shared, loaded: Loaded, pool: Option<&rayon::ThreadPool>) {
@@ -445,7 +452,33 @@ const QUERIES_ARRIVING: Duration = Duration::from_secs(2);
 /// Texts tokenised between two checkpoints of index work.
 const TOKENIZE_SLICE: usize = 64;
 
-/// One step of a request: tokenise it on its first step, then run one batch.
+/// Whether request `id`, in progress on this worker, should go on: not when the watchdog replaced the worker,
+/// the service closed, or the request was aborted (or already answered).
+fn still_wanted(core: &Core, generation: u64, id: u64) -> Result<()> {
+    if core.generation != generation {
+        return Err(Error::internal("the watchdog replaced this worker"));
+    }
+    if core.state == State::Closed {
+        return Err(Error::closed());
+    }
+    match core.tickets.get(&id) {
+        Some(t) if !t.abort_requested => Ok(()),
+        _ => Err(Error::aborted()),
+    }
+}
+
+/// While a step waits for a remote server: each answer is progress for the watchdog; between answers the
+/// request may have been aborted, the service closed or this worker replaced, and then the step stops waiting.
+fn remote_wait(shared: &Shared, generation: u64, id: u64, answered: bool) -> Result<()> {
+    let mut core = shared.lock();
+    still_wanted(&core, generation, id)?;
+    if answered {
+        shared.touch(&mut core);
+    }
+    Ok(())
+}
+
+/// One step of a request: tokenise it on its first step, then run one batch (one per connection, for a server).
 fn step(
     shared: &Shared,
     loaded: &Loaded,
@@ -466,7 +499,7 @@ fn step(
         // (about half a millisecond per 1,000-character text) that a query should not wait for all of it.
         let mut tokens = Vec::with_capacity(work.texts.len());
         for slice in work.texts.chunks(TOKENIZE_SLICE) {
-            tokens.extend(loaded.embedder.tokenize(slice, work.prompt.as_deref())?);
+            tokens.extend(loaded.backend.prepare(slice, work.prompt.as_deref())?);
             if let Yield::Checkpoints(pool) | Yield::SmallerBatches(pool) = yielding {
                 if tokens.len() < work.texts.len() {
                     checkpoint(shared, loaded, config, generation, pool, work.id, false)?;
@@ -475,7 +508,7 @@ fn step(
         }
         let lengths: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
         work.plan = plan_batches(&lengths, config.limits);
-        work.vectors = Some(Vectors::new(tokens.len(), loaded.embedder.dimensions(), &shared.results)?);
+        work.vectors = Some(Vectors::new(tokens.len(), loaded.backend.dimensions(), &shared.results)?);
         work.tokens = Some(tokens);
         work.started_at = Some(Instant::now());
     }
@@ -491,22 +524,25 @@ fn step(
         }
     }
     let tokens = work.tokens.as_ref().expect("tokenised above");
-    let batch = &work.plan[work.next_batch];
-    let refs: Vec<_> = batch.iter().map(|&i| &tokens[i]).collect();
+    let step_batches = &work.plan[work.next_batch..(work.next_batch + loaded.backend.batches_per_step()).min(work.plan.len())];
+    let refs: Vec<Vec<&Prepared>> = step_batches.iter().map(|b| b.iter().map(|&i| &tokens[i]).collect()).collect();
+    let id = work.id;
+    let wait = |answered: bool| remote_wait(shared, generation, id, answered);
     let vectors = match yielding {
         Yield::Checkpoints(pool) => {
-            let id = work.id;
             let mut pause = || checkpoint(shared, loaded, config, generation, pool, id, true);
-            loaded.embedder.embed_tokens_with(&refs, Some(&mut pause))?
+            loaded.backend.embed(&refs, Some(&mut pause), wait)?
         }
-        Yield::No | Yield::SmallerBatches(_) => loaded.embedder.embed_tokens(&refs)?,
+        Yield::No | Yield::SmallerBatches(_) => loaded.backend.embed(&refs, None, wait)?,
     };
     let results = work.vectors.as_mut().expect("mapped when tokenised");
-    for (&i, v) in batch.iter().zip(vectors) {
-        results.set(i, &v);
+    for (batch, batch_vectors) in step_batches.iter().zip(vectors) {
+        for (&i, v) in batch.iter().zip(batch_vectors) {
+            results.set(i, &v);
+        }
+        work.done += batch.len();
     }
-    work.next_batch += 1;
-    work.done += batch.len();
+    work.next_batch += step_batches.len();
     let (b, total_batches) = (work.next_batch, work.plan.len());
     shared.emit(
         ProgressEvent::new(Status::ProcessingBatch, b as u64, total_batches as u64, format!("Batch {b}/{total_batches}"))
@@ -526,7 +562,7 @@ fn step(
     }
     let tokens = work.tokens.take().expect("tokenised above");
     Ok(Step::Done(Embeddings {
-        dimensions: loaded.embedder.dimensions(),
+        dimensions: loaded.backend.dimensions(),
         vectors: work.vectors.take().expect("mapped when tokenised"),
         token_counts: tokens.iter().map(|t| t.len()).collect(),
     }))
