@@ -115,8 +115,11 @@ export interface EmbeddingServiceOptions {
    *   (the tokenizer is on the server); `embedDetailed`'s `tokenCounts` are those estimates.
    * - Up to `remoteConcurrency` batches are in flight at once, one per connection, so a query sent during an
    *   index job waits behind at most one batch per connection, then goes first.
-   * - Connection failures and 429/503 answers are retried, each batch whole, 5 times over about 6 s (honouring
-   *   `Retry-After`); no text is dropped or counted twice. Other failures reject with `ERR_REMOTE`.
+   * - Refused or reset connections and 429/503 answers are retried, each batch whole, up to 5 times within
+   *   10 s (honouring `Retry-After`); no text is dropped or counted twice. Connect timeouts and other failures
+   *   reject with `ERR_REMOTE`; a 404 naming the model with `ERR_MODEL_NOT_FOUND`.
+   * - Texts are sent whole: truncating long ones is the server's (infinity truncates; text-embeddings-inference
+   *   needs `--auto-truncate`, and vLLM rejects them, failing the request with `ERR_REMOTE`).
    * - A request the server leaves unanswered is a stall: reported at `stallWarningMs`, failed with
    *   `ERR_STALLED` at `stallTimeoutMs`; the next request uses fresh connections.
    * - An aborted request stops waiting at once (within 20 ms); a batch already sent finishes on the server and

@@ -132,6 +132,20 @@ describe('EmbeddingService over a remote server (infinity-emb)', () => {
     await svc.close()
   })
 
+  it('close() during a load from a frozen server ends the load at once with ERR_CLOSED', async () => {
+    const events = recorder()
+    const svc = new EmbeddingService({ model: MODEL, endpoint: endpoint(), onProgress: events.onProgress })
+    engine.process.kill('SIGSTOP')
+    try {
+      const loading = svc.load().catch((e) => e)
+      await nextEvent(events, (e) => e.status === 'loading_model')
+      await svc.close()
+      expect((await loading).code).toBe('ERR_CLOSED')
+    } finally {
+      engine.process.kill('SIGCONT')
+    }
+  })
+
   it('a wrong model is ERR_MODEL_NOT_FOUND naming what the server serves', async () => {
     const svc = new EmbeddingService({ model: 'intfloat/e5-nonexistent', endpoint: endpoint() })
     const err = await svc.load().catch((e) => e)

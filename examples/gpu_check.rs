@@ -39,10 +39,14 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
 }
 
-/// One check's outcome: passed or not, and the figures behind it.
+/// Every check's outcome so far: passed or not, and the figures behind it. Saved after each check, so a run
+/// cut short by its time limit still leaves what it measured.
 struct Report {
     checks: BTreeMap<String, Value>,
     failed: Vec<String>,
+    device: DeviceChoice,
+    started: Instant,
+    file: PathBuf,
 }
 
 impl Report {
@@ -50,6 +54,24 @@ impl Report {
     fn skip(&mut self, name: &str, why: &str) {
         println!("SKIP {name}: {why}");
         self.checks.insert(name.into(), json!({ "skipped": why }));
+        self.save();
+    }
+
+    fn skipped(&self) -> usize {
+        self.checks.values().filter(|c| c.get("skipped").is_some()).count()
+    }
+
+    fn save(&self) {
+        let summary = json!({
+            "device": format!("{:?}", self.device),
+            "passed": self.failed.is_empty(),
+            "failed": self.failed,
+            "seconds": self.started.elapsed().as_secs_f64(),
+            "checks": self.checks,
+        });
+        if let Err(e) = std::fs::write(&self.file, serde_json::to_string_pretty(&summary).unwrap()) {
+            eprintln!("could not write {}: {e}", self.file.display());
+        }
     }
 
     fn record(&mut self, name: &str, outcome: std::result::Result<Value, String>) {
@@ -64,6 +86,7 @@ impl Report {
                 self.failed.push(name.into());
             }
         }
+        self.save();
     }
 }
 
@@ -81,8 +104,12 @@ fn run(args: &[String]) -> i32 {
     let out = PathBuf::from(flag(args, "--out").unwrap_or("."));
     let corpus_size: usize = flag(args, "--texts").and_then(|n| n.parse().ok()).unwrap_or(500);
     let ctx = Context { device, data };
-    let started = Instant::now();
-    let mut report = Report { checks: BTreeMap::new(), failed: Vec::new() };
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("could not create {}: {e}", out.display());
+        return 2;
+    }
+    let mut report =
+        Report { checks: BTreeMap::new(), failed: Vec::new(), device, started: Instant::now(), file: out.join("gpu-check.json") };
 
     report.record("device", ctx.device_check());
     for (fixture, prompts) in [
@@ -113,24 +140,13 @@ fn run(args: &[String]) -> i32 {
     report.record("keep-alive race", ctx.keep_alive_race());
     report.record("stall watchdog", ctx.stall());
 
-    let seconds = started.elapsed().as_secs_f64();
-    let summary = json!({
-        "device": format!("{device:?}"),
-        "passed": report.failed.is_empty(),
-        "failed": report.failed,
-        "seconds": seconds,
-        "checks": report.checks,
-    });
-    let file = out.join("gpu-check.json");
-    if let Err(e) = std::fs::create_dir_all(&out).and_then(|_| std::fs::write(&file, serde_json::to_string_pretty(&summary).unwrap())) {
-        eprintln!("could not write {}: {e}", file.display());
-    }
-    let skipped = summary["checks"].as_object().unwrap().values().filter(|c| c.get("skipped").is_some()).count();
     println!(
-        "{} in {seconds:.1} s: {} of {} checks failed, {skipped} skipped",
+        "{} in {:.1} s: {} of {} checks failed, {} skipped",
         if report.failed.is_empty() { "PASSED" } else { "FAILED" },
+        report.started.elapsed().as_secs_f64(),
         report.failed.len(),
-        summary["checks"].as_object().unwrap().len()
+        report.checks.len(),
+        report.skipped()
     );
     i32::from(!report.failed.is_empty())
 }

@@ -123,6 +123,26 @@ function patchedCandleCore() {
   return dest
 }
 
+/** A folder holding only the system toolkit's libcudart_static.a as libcudart.a (for `-lcudart`), or null. */
+function systemStaticCudart() {
+  const roots = [process.env.CUDA_HOME, process.env.CUDA_PATH]
+  try {
+    const nvcc = execFileSync(process.platform === 'win32' ? 'where' : 'which', ['nvcc'], { encoding: 'utf8' }).split('\n')[0].trim()
+    if (nvcc) roots.push(path.dirname(path.dirname(fs.realpathSync(nvcc))))
+  } catch {}
+  for (const root of roots.filter(Boolean)) {
+    for (const lib of ['lib64', 'lib', path.join('targets', 'x86_64-linux', 'lib')]) {
+      const file = path.join(root, lib, 'libcudart_static.a')
+      if (!fs.existsSync(file)) continue
+      const dir = path.join(cacheRoot, 'cudart-static-system')
+      fs.mkdirSync(dir, { recursive: true })
+      fs.copyFileSync(file, path.join(dir, 'libcudart.a'))
+      return dir
+    }
+  }
+  return null
+}
+
 /** The environment and cargo arguments for a CUDA build. */
 export function cudaBuild() {
   const env = {}
@@ -142,6 +162,11 @@ export function cudaBuild() {
     env.EMBEDDING_SERVICE_CUDART_DIR = path.join(dir, 'cudart-static')
   } else if (!process.env.CUDA_HOME && !systemNvcc) {
     throw new Error('a CUDA build needs nvcc: on Linux x64 this script fetches it from PyPI; elsewhere install the CUDA toolkit (CUDA_HOME or nvcc on PATH)')
+  } else {
+    // A system toolkit: its static runtime too, so the addon still loads where libcudart.so is absent.
+    const staticDir = systemStaticCudart()
+    if (staticDir) env.EMBEDDING_SERVICE_CUDART_DIR = staticDir
+    else log('no libcudart_static.a in the system CUDA toolkit: the addon will need libcudart.so at run time')
   }
   env.CUDA_COMPUTE_CAP = process.env.CUDA_COMPUTE_CAP || DEFAULT_COMPUTE_CAP
   return { env, cargoArgs }
@@ -159,10 +184,16 @@ export function runCudaCargo(args) {
   log(`cargo ${cargoArgs.join(' ')}`)
   const lockFile = path.join(root, 'Cargo.lock')
   const lock = fs.readFileSync(lockFile)
+  // Ctrl-C reaches cargo too; with a listener, Node outlives it long enough to put the lock file back.
+  let interrupted = null
+  const onSignal = (signal) => (interrupted = signal)
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal)
   try {
     execFileSync('cargo', cargoArgs, { cwd: root, env: { ...process.env, ...build.env }, stdio: ['ignore', process.stderr, 'inherit'] })
   } finally {
     fs.writeFileSync(lockFile, lock)
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal)
+    if (interrupted) process.kill(process.pid, interrupted)
   }
   return targetDir
 }

@@ -36,9 +36,11 @@ prepare() {
 # (nvidia-cublas, nvidia-curand) they are not on the loader's path, so their folders are added.
 find_cuda_libraries() {
   local dirs=() lib found
+  local known
+  known=$(ldconfig -p 2>/dev/null || true)
   for lib in libcuda.so.1 libcublas.so.13 libcublasLt.so.13 libcurand.so.10; do
-    if ldconfig -p 2>/dev/null | grep -q "$lib"; then continue; fi
-    found=$(find /usr/local/nvidia /usr/local/cuda* /usr/lib /opt -name "$lib" 2>/dev/null | head -n 1 || true)
+    if grep -q "$lib" <<<"$known"; then continue; fi
+    found=$(find /usr/local/nvidia /usr/local/cuda* /usr/local/lib /usr/lib /opt "$HOME/.local" -name "$lib" 2>/dev/null | head -n 1 || true)
     if [ -n "$found" ]; then dirs+=("$(dirname "$found")"); else echo "note: $lib not found" >&2; fi
   done
   if [ ${#dirs[@]} -gt 0 ]; then
@@ -58,13 +60,24 @@ check() {
   if [ "$device" = cuda ]; then
     find_cuda_libraries
     nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv || true
+    # The kernels are CUDA 13.0 PTX: an older driver cannot load them, so say so now, not after every check.
+    local driver
+    driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader --id=0 2>/dev/null | cut -d. -f1 || true)
+    if [ -n "$driver" ] && [ "$driver" -lt 580 ]; then
+      echo "driver $driver is older than R580 (CUDA 13.0), which the CUDA build's kernels need" | tee "$out/gpu-check.log" >&2
+      return 3
+    fi
   fi
   echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
   # A hard bound, so a hung device cannot eat the machine's whole window (the CPU dry run is slower).
   local limit=290
   [ "$device" = cuda ] || limit=900
+  local status
+  set +e
   timeout "$limit" "$program" run --device "$device" --data "$DATA" --out "$out" "${@:2}" 2>&1 | tee "$out/gpu-check.log"
-  return "${PIPESTATUS[0]}"
+  status=${PIPESTATUS[0]}
+  set -e
+  return "$status"
 }
 
 case "${1:-}" in

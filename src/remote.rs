@@ -15,7 +15,7 @@ use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +53,14 @@ impl RemoteOptions {
 /// How often the worker, waiting for the server, checks whether the request was aborted or the service closed.
 const WAIT_TICK: Duration = Duration::from_millis(20);
 
-/// Retries of one batch after a connection failure or a 429/503 answer, with delays doubling from
-/// `FIRST_RETRY_DELAY` (or the server's `Retry-After`, up to `MAX_RETRY_DELAY`): about 6 s in all, so a
-/// server restarting in place is waited for, and a dead one is reported.
+/// Retries of one batch after a refused or reset connection or a 429/503 answer, with delays doubling from
+/// `FIRST_RETRY_DELAY` (or the server's `Retry-After`, up to `MAX_RETRY_DELAY`), all within `RETRY_BUDGET`
+/// (about 6 s of pauses when the server refuses at once): a server restarting in place is waited for, and a
+/// dead one is reported.
 const RETRIES: u32 = 5;
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+const RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 /// Characters per token, to estimate a text's tokens for batching (the tokenizer is on the server). About 4
 /// for English with WordPiece or BPE vocabularies; the estimate only shapes batches and `token_counts`.
@@ -76,8 +78,14 @@ pub struct RemoteEmbedder {
 
 impl RemoteEmbedder {
     /// Checks that the server answers for `model` (one embedding of a short text) and learns its dimensions.
-    /// `read_timeout` bounds a request that gets no answer; the watchdog reports it first, as a stall.
-    pub fn connect(options: &RemoteOptions, model: &str, read_timeout: Duration) -> Result<Self> {
+    /// `read_timeout` bounds a request that gets no answer; the watchdog reports it first, as a stall. `check`
+    /// runs while waiting, as in `embed_batches`: an error from it (the service closed) ends the wait.
+    pub fn connect(
+        options: &RemoteOptions,
+        model: &str,
+        read_timeout: Duration,
+        check: impl FnMut(bool) -> Result<()>,
+    ) -> Result<Self> {
         options.validate()?;
         let endpoint = options.endpoint.trim_end_matches('/');
         let agent = ureq::AgentBuilder::new()
@@ -95,21 +103,16 @@ impl RemoteEmbedder {
             dimensions: 0,
             prompts: crate::model::known_prompts::for_model(model).unwrap_or_default(),
         };
-        // Servers that route by model answer 404 naming it (vLLM, Ollama); others answer for whatever they serve
-        // (infinity, text-embeddings-inference), so their model list is checked below.
-        let probe = remote.post(&["dimension probe".to_string()], &AtomicBool::new(false)).map_err(|e| {
-            if e.code == ErrorCode::Remote && e.message.contains(" answered 404 ") && e.message.to_lowercase().contains("model") {
-                Error::model_not_found(format!("the server at {endpoint} does not serve {model:?}: {}", e.message))
-            } else {
-                e
-            }
-        })?;
-        remote.dimensions = probe.first().map_or(0, Vec::len);
+        // Servers that route by model answer 404 naming it (vLLM, Ollama: ERR_MODEL_NOT_FOUND from `post`); others
+        // answer for whatever they serve (infinity, text-embeddings-inference), so their model list is checked.
+        let probe = remote.embed_batches(vec![vec!["dimension probe".to_string()]], check)?;
+        remote.dimensions = probe.first().and_then(|b| b.first()).map_or(0, Vec::len);
         if remote.dimensions == 0 {
             return Err(Error::remote(format!("{}: the server answered with an empty vector", remote.url)));
         }
         if let Some(served) = remote.served_models(endpoint) {
-            if !served.iter().any(|id| id == model) {
+            // Ollama lists tagged names ("nomic-embed-text:latest") and answers for the untagged one.
+            if !served.iter().any(|id| id == model || id.strip_suffix(":latest") == Some(model)) {
                 return Err(Error::model_not_found(format!(
                     "the server at {endpoint} serves {}, not {model:?}; set `model` to one of those names",
                     served.iter().map(|id| format!("{id:?}")).collect::<Vec<_>>().join(", ")
@@ -121,7 +124,7 @@ impl RemoteEmbedder {
 
     /// The model names `GET {endpoint}/models` lists (the OpenAI API's model list), where the server has one.
     fn served_models(&self, endpoint: &str) -> Option<Vec<String>> {
-        let mut request = self.agent.get(&format!("{endpoint}/models"));
+        let mut request = self.agent.get(&format!("{endpoint}/models")).timeout(Duration::from_secs(10));
         if let Some(key) = &self.api_key {
             request = request.set("Authorization", &format!("Bearer {key}"));
         }
@@ -238,6 +241,7 @@ impl RemoteEmbedder {
         let body = serde_json::json!({ "model": self.model, "input": texts, "encoding_format": "float" }).to_string();
         let mut delay = FIRST_RETRY_DELAY;
         let mut attempt = 0;
+        let started = std::time::Instant::now();
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::aborted());
@@ -255,8 +259,14 @@ impl RemoteEmbedder {
                     after.map(Duration::from_secs)
                 }
                 Err(ureq::Error::Status(status, response)) => {
-                    let message = response.into_string().unwrap_or_default();
-                    return Err(Error::remote(format!("{} answered {status} {}", self.url, server_message(&message))));
+                    let message = server_message(&response.into_string().unwrap_or_default());
+                    if status == 404 && message.to_lowercase().contains("model") {
+                        return Err(Error::model_not_found(format!(
+                            "{} does not serve {:?}: {status} {message}",
+                            self.url, self.model
+                        )));
+                    }
+                    return Err(Error::remote(format!("{} answered {status} {message}", self.url)));
                 }
                 Err(ureq::Error::Transport(t)) if attempt < RETRIES && retryable(&t) => None,
                 Err(ureq::Error::Transport(t)) => {
@@ -265,7 +275,15 @@ impl RemoteEmbedder {
                 }
             };
             attempt += 1;
-            std::thread::sleep(retry_after.unwrap_or(delay).min(MAX_RETRY_DELAY));
+            let pause = retry_after.unwrap_or(delay).min(MAX_RETRY_DELAY);
+            if started.elapsed() + pause > RETRY_BUDGET {
+                return Err(Error::remote(format!(
+                    "{}: still unavailable after {attempt} tries in {:.1} s",
+                    self.url,
+                    started.elapsed().as_secs_f64()
+                )));
+            }
+            std::thread::sleep(pause);
             delay *= 2;
         }
     }
@@ -308,15 +326,13 @@ impl RemoteEmbedder {
     }
 }
 
-/// Failures worth another try: the server is not (yet, or no longer) accepting or finishing connections.
-/// Timeouts are not: a request that got no answer in the stall time is the watchdog's to report.
+/// Failures worth another try: the server refused or dropped the connection (not started yet, restarting).
+/// Timeouts are not: a host that drops packets would cost a connect timeout per try, and a request that got
+/// no answer in the stall time is the watchdog's to report.
 fn retryable(t: &ureq::Transport) -> bool {
     use ureq::ErrorKind::*;
-    match t.kind() {
-        ConnectionFailed | Dns => true,
-        Io => !t.to_string().to_lowercase().contains("timed out"),
-        _ => false,
-    }
+    let timed_out = t.to_string().to_lowercase().contains("timed out");
+    matches!(t.kind(), ConnectionFailed | Dns | Io) && !timed_out
 }
 
 /// The server's own message, from a JSON error body where it has one (`{"error": {"message": ...}}`,
@@ -344,6 +360,7 @@ fn server_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn server_messages_are_found_in_the_usual_error_bodies() {
@@ -358,7 +375,7 @@ mod tests {
     fn bad_endpoints_are_invalid_input_before_any_request() {
         let options = |endpoint: &str| RemoteOptions { endpoint: endpoint.into(), api_key: None, concurrency: 1 };
         for bad in ["not a url", "ftp://host/v1"] {
-            let err = RemoteEmbedder::connect(&options(bad), "m", Duration::from_secs(1)).err().unwrap();
+            let err = RemoteEmbedder::connect(&options(bad), "m", Duration::from_secs(1), |_| Ok(())).err().unwrap();
             assert_eq!(err.code, ErrorCode::InvalidInput, "{bad}: {}", err.message);
         }
     }
@@ -448,7 +465,7 @@ mod tests {
         // A port just bound and released: nothing listens there.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let options = RemoteOptions { endpoint: format!("http://127.0.0.1:{port}/v1"), api_key: None, concurrency: 1 };
-        let err = RemoteEmbedder::connect(&options, "m", Duration::from_secs(1)).err().unwrap();
+        let err = RemoteEmbedder::connect(&options, "m", Duration::from_secs(1), |_| Ok(())).err().unwrap();
         assert_eq!(err.code, ErrorCode::Remote, "{}", err.message);
         assert!(err.message.contains(&format!("127.0.0.1:{port}")), "{}", err.message);
     }

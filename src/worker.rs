@@ -371,7 +371,19 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
     if let Some(remote) = &config.remote {
         // The model lives on the server: loading is asking it for one embedding (its dimensions).
         stage(0, &format!("asking {} for {}", remote.endpoint, config.source.model));
-        let backend = Backend::Remote(RemoteEmbedder::connect(remote, &config.source.model, config.remote_timeout)?);
+        // close() and the watchdog's replacement end the wait, as they end a step's.
+        let still_loading = |_answered: bool| {
+            let core = shared.lock();
+            if core.generation != generation {
+                return Err(Error::internal("the watchdog replaced this worker"));
+            }
+            if core.state == State::Closed {
+                return Err(Error::closed());
+            }
+            Ok(())
+        };
+        let backend =
+            Backend::Remote(RemoteEmbedder::connect(remote, &config.source.model, config.remote_timeout, still_loading)?);
         stage(3, "model loaded");
         let name = format!("remote {}", remote.endpoint.trim_end_matches('/'));
         return Ok((Loaded { backend, device: candle_core::Device::Cpu, dtype: Dtype::F32 }, name));
