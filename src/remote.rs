@@ -252,10 +252,9 @@ impl RemoteEmbedder {
             }
             let retry_after = match request.send_string(&body) {
                 Ok(response) => return self.parse(response, texts.len()),
-                Err(ureq::Error::Status(status @ (429 | 503), response)) if attempt < RETRIES => {
+                Err(ureq::Error::Status(429 | 503, response)) if attempt < RETRIES => {
                     let after = response.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
                     let _ = response.into_string();
-                    let _ = status;
                     after.map(Duration::from_secs)
                 }
                 Err(ureq::Error::Status(status, response)) => {

@@ -372,16 +372,7 @@ fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Load
         // The model lives on the server: loading is asking it for one embedding (its dimensions).
         stage(0, &format!("asking {} for {}", remote.endpoint, config.source.model));
         // close() and the watchdog's replacement end the wait, as they end a step's.
-        let still_loading = |_answered: bool| {
-            let core = shared.lock();
-            if core.generation != generation {
-                return Err(Error::internal("the watchdog replaced this worker"));
-            }
-            if core.state == State::Closed {
-                return Err(Error::closed());
-            }
-            Ok(())
-        };
+        let still_loading = |_answered: bool| still_serving(&shared.lock(), generation);
         let backend =
             Backend::Remote(RemoteEmbedder::connect(remote, &config.source.model, config.remote_timeout, still_loading)?);
         stage(3, "model loaded");
@@ -464,15 +455,21 @@ const QUERIES_ARRIVING: Duration = Duration::from_secs(2);
 /// Texts tokenised between two checkpoints of index work.
 const TOKENIZE_SLICE: usize = 64;
 
-/// Whether request `id`, in progress on this worker, should go on: not when the watchdog replaced the worker,
-/// the service closed, or the request was aborted (or already answered).
-fn still_wanted(core: &Core, generation: u64, id: u64) -> Result<()> {
+/// Whether this worker still serves the service: not once the watchdog replaced it or the service closed.
+fn still_serving(core: &Core, generation: u64) -> Result<()> {
     if core.generation != generation {
         return Err(Error::internal("the watchdog replaced this worker"));
     }
     if core.state == State::Closed {
         return Err(Error::closed());
     }
+    Ok(())
+}
+
+/// Whether request `id`, in progress on this worker, should go on: not when the watchdog replaced the worker,
+/// the service closed, or the request was aborted (or already answered).
+fn still_wanted(core: &Core, generation: u64, id: u64) -> Result<()> {
+    still_serving(core, generation)?;
     match core.tickets.get(&id) {
         Some(t) if !t.abort_requested => Ok(()),
         _ => Err(Error::aborted()),
