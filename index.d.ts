@@ -414,6 +414,3 @@ export interface DownloadOptions extends ModelLocation {
   onProgress?: (progress: DownloadProgress) => void
   signal?: AbortSignal
 }
-
-declare const binding: { EmbeddingService: typeof EmbeddingService }
-export default binding

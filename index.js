@@ -1,38 +1,62 @@
-// Loads the native addon: a binary built in this folder (`npm install` from a clone, or a source build),
-// else the prebuilt package for this platform. The addon's API is documented in index.d.ts.
+// Loads the native addon: a binary built in this folder from source (a clone, or an install with
+// EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1), else the prebuilt package for this platform. The addon's API is
+// documented in index.d.ts.
 'use strict'
 
+const fs = require('node:fs')
 const path = require('node:path')
-const { platformName } = require('./platform.js')
+const { platformName, platformNames, prebuiltPackages } = require('./platform.js')
+const { name: packageName, version } = require('./package.json')
 
-const name = platformName()
-// A local build first; then the CUDA variant of the prebuilt package, which exists for linux-x64-gnu only and
-// is never installed unless asked for (`npm install embedding-service-linux-x64-gnu-cuda`); then the default.
-const candidates = [
-  path.join(__dirname, `embedding-service.${name}.node`),
-  `embedding-service-${name}-cuda`,
-  `embedding-service-${name}`,
-]
-const failures = []
-let binding = null
-for (const candidate of candidates) {
-  try {
-    binding = require(candidate)
-    break
-  } catch (err) {
-    failures.push(`${candidate}: ${err && err.message}`)
-  }
+function fail(code, message) {
+  const err = new Error(message)
+  err.code = code
+  return err
 }
-if (!binding) {
-  const err = new Error(
-    `embedding-service has no native binary for ${name}. Run \`npm install\` in the package folder to build ` +
-      `it from source (needs a Rust toolchain), or install the prebuilt package embedding-service-${name}.\n` +
-      failures.join('\n'),
+
+function loadBinding() {
+  const name = platformName()
+  // Built from these very sources, so no version to compare.
+  const local = path.join(__dirname, `${packageName}.${name}.node`)
+  for (const file of platformNames().map((n) => path.join(__dirname, `${packageName}.${n}.node`))) {
+    if (fs.existsSync(file)) return require(file)
+  }
+
+  const absent = []
+  for (const pkg of prebuiltPackages(packageName)) {
+    let manifest
+    try {
+      manifest = require.resolve(`${pkg}/package.json`)
+    } catch {
+      absent.push(pkg)
+      continue
+    }
+    // An installed package must be this release's own: a binary from another version may not match this
+    // loader's JS half, and a stale CUDA package must never quietly stand in for the current CPU one.
+    const found = require(manifest).version
+    if (found !== version) {
+      throw fail(
+        'ERR_NATIVE_BINARY_VERSION',
+        `${packageName} ${version} found ${pkg} ${found} installed; the two must be the same version. ` +
+          `Install the matching one: npm install ${pkg}@${version}` +
+          (pkg.endsWith('-cuda') ? ` (or remove it: npm uninstall ${pkg})` : ''),
+      )
+    }
+    try {
+      return require(pkg)
+    } catch (err) {
+      throw fail('ERR_NATIVE_BINARY_LOAD', `${pkg} ${found} is installed but its binary does not load here: ${err && err.message}`)
+    }
+  }
+  throw fail(
+    'ERR_NATIVE_BINARY_MISSING',
+    `${packageName} has no native binary for ${name}: none of ${absent.join(', ')} is installed and there is no ` +
+      `local build (${path.basename(local)}). If ${name} has a prebuilt package, reinstall without ` +
+      `--omit=optional / --no-optional; otherwise install a Rust toolchain (https://rustup.rs) and run ` +
+      `\`npm rebuild ${packageName}\` with EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1 to build it from source.`,
   )
-  err.code = 'ERR_NATIVE_BINARY_MISSING'
-  throw err
 }
 
 const { createEmbeddingService } = require('./service.js')
 
-module.exports.EmbeddingService = createEmbeddingService(binding)
+module.exports.EmbeddingService = createEmbeddingService(loadBinding())

@@ -7,7 +7,7 @@ export default defineConfig({
     pool: 'forks',
     // A guard against hangs only; no test asserts on time.
     testTimeout: 120_000,
-    // index.d.ts is checked with tsc against __test__/*.test-d.ts.
-    typecheck: { enabled: true, include: ['__test__/**/*.test-d.ts'], tsconfig: './tsconfig.json' },
+    // index.d.ts and index.d.mts are checked with tsc against __test__/*.test-d.{ts,mts}.
+    typecheck: { enabled: true, include: ['__test__/**/*.test-d.{ts,mts}'], tsconfig: './tsconfig.json' },
   },
 })

@@ -6,7 +6,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import YAML from 'yaml'
+import { createRequire } from 'node:module'
 import { root } from './helpers.mjs'
+
+const { platformOfTarget } = createRequire(import.meta.url)('../platform.js')
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const workflow = YAML.parse(fs.readFileSync(path.join(root, '.github/workflows/release.yml'), 'utf8'))
@@ -15,32 +18,92 @@ const platformOf = (target) => {
   const cpu = { x86_64: 'x64', aarch64: 'arm64' }[arch]
   if (os === 'linux') return { name: `linux-${cpu}-${abi}`, os: 'linux', cpu, libc: abi === 'gnu' ? 'glibc' : 'musl' }
   if (os === 'darwin') return { name: `darwin-${cpu}`, os: 'darwin', cpu }
-  return { name: `win32-${cpu}-msvc`, os: 'win32', cpu }
+  return { name: `win32-${cpu}-${abi}`, os: 'win32', cpu }
 }
+// GitHub-hosted runner images that exist (checked 2026-12; macos-13 was retired in 2025). A label outside this
+// list fails the test, so a retired image is noticed here rather than by a release that never starts.
+const RUNNERS = ['ubuntu-24.04', 'ubuntu-22.04', 'ubuntu-24.04-arm', 'ubuntu-22.04-arm', 'macos-14', 'macos-15', 'macos-15-intel', 'windows-2022', 'windows-2025']
 
 describe('release workflow', () => {
   const targets = pkg.napi.targets
-  const matrix = (job) => workflow.jobs[job].strategy.matrix.include.map((m) => m.target)
+  const matrix = (job) => workflow.jobs[job].strategy.matrix.include
+  const runs = (job) => workflow.jobs[job].steps.map((s) => s.run ?? '').join('\n')
 
-  it('builds every target, tests each where it runs, and publishes only on a version tag', () => {
+  it('builds every target with the shared build table, and checks the glibc floor of gnu builds', () => {
     expect(targets.length).toBeGreaterThanOrEqual(7)
-    expect(matrix('build').sort()).toEqual([...targets].sort())
-    expect([...matrix('test'), ...matrix('test-musl')].sort()).toEqual([...targets].sort())
-    expect(matrix('test-musl').every((t) => t.endsWith('musl'))).toBe(true)
-    expect(workflow.jobs.publish.if).toBe("startsWith(github.ref, 'refs/tags/v')")
-    expect(workflow.jobs.publish.needs).toEqual(expect.arrayContaining(['test', 'test-musl', 'build-cuda']))
-    expect(workflow.on.push.tags).toEqual(['v*'])
+    expect(matrix('build').map((m) => m.target).sort()).toEqual([...targets].sort())
+    expect(runs('build')).toContain('node scripts/release/targets.mjs build ${{ matrix.target }} .')
+    const floor = workflow.jobs.build.steps.find((s) => s.name === 'glibc floor')
+    expect(floor.run).toBe('node scripts/release/targets.mjs glibc-floor *.node 2.28')
+    expect(floor.if).toContain("endsWith(matrix.target, '-gnu')")
+    // The Windows build needs MinGW-w64 on its (Linux) runner.
+    const win = matrix('build').find((m) => m.target.includes('windows'))
+    expect(win.host).toMatch(/^ubuntu/)
+    expect(runs('build')).toContain('gcc-mingw-w64-x86-64')
   })
 
-  it('never lets napi overwrite the hand-written loader and types, and builds Metal on Apple silicon', () => {
-    const builds = workflow.jobs.build.strategy.matrix.include
-    for (const b of builds) expect(b.build, b.target).toMatch(/--no-js --dts target\/napi-generated\.d\.ts/)
-    expect(builds.find((b) => b.target === 'aarch64-apple-darwin').build).toMatch(/--features metal/)
-    const cuda = workflow.jobs['build-cuda'].steps.map((s) => s.run ?? '').join('\n')
-    // The CUDA variant is built through the project's own toolchain script (dynamic loading of the driver),
-    // and its fallback to the CPU is tested on the runner, which has no GPU.
-    expect(cuda).toMatch(/node scripts\/build\.mjs --features cuda --out=embedding-service\.linux-x64-gnu-cuda\.node/)
+  it('tests every target on a runner that can execute it, without the remote engine or the CUDA build', () => {
+    const tested = [...matrix('test'), ...matrix('test-musl')]
+    expect(tested.map((m) => m.target).sort()).toEqual([...targets].sort())
+    expect(matrix('test-musl').every((m) => m.target.endsWith('musl'))).toBe(true)
+    const arch = (t) => t.split('-')[0]
+    for (const m of matrix('test')) {
+      // An arm64 binary on an arm64 runner, an x64 one on an x64 runner.
+      const armHost = /-arm$/.test(m.host) || (m.host.startsWith('macos') && !m.host.endsWith('-intel'))
+      expect(armHost, `${m.target} on ${m.host}`).toBe(arch(m.target) === 'aarch64')
+    }
+    for (const job of ['test', 'test-musl']) {
+      const vitest = runs(job).split('\n').find((l) => l.includes('vitest run'))
+      expect(vitest).toContain('--exclude __test__/remote.test.mjs')
+      expect(vitest).toContain('--exclude __test__/cuda-fallback.test.mjs')
+      expect(runs(job)).not.toMatch(/remote-engine|--features cuda|npm test\b/)
+    }
+  })
+
+  it('runs only on runner images that exist', () => {
+    for (const [name, job] of Object.entries(workflow.jobs)) {
+      const hosts = job.strategy ? job.strategy.matrix.include.map((m) => m.host) : [job['runs-on']]
+      for (const host of hosts) expect(RUNNERS, `${name}: ${host}`).toContain(host)
+    }
+  })
+
+  it('builds the CUDA variant on glibc 2.28 and keeps it out of napi artifacts', () => {
+    const cuda = runs('build-cuda')
+    expect(cuda).toContain('node scripts/build.mjs --features cuda --zig-target=x86_64-unknown-linux-gnu.2.28')
+    expect(cuda).toContain('node scripts/release/targets.mjs glibc-floor cuda/embedding-service.linux-x64-gnu-cuda.node 2.28')
     expect(cuda).toMatch(/vitest run __test__\/cuda-fallback\.test\.mjs/)
+    const upload = workflow.jobs['build-cuda'].steps.find((s) => s.uses?.startsWith('actions/upload-artifact'))
+    expect(upload.with.name).not.toMatch(/^bindings-/)
+    // The publish job gives napi artifacts only the bindings-* artifacts, and the CUDA one a folder of its own.
+    const downloads = workflow.jobs.publish.steps.filter((s) => s.uses?.startsWith('actions/download-artifact'))
+    expect(downloads.find((d) => d.with.path === 'artifacts').with.pattern).toBe('bindings-*')
+    expect(downloads.find((d) => d.with.name === upload.with.name).with.path).not.toBe('artifacts')
+    expect(runs('publish')).toContain('node scripts/release/packages.mjs cuda-package cuda/')
+  })
+
+  it('publishes only on a version tag, after every test job, with the same napi commands release:local runs', () => {
+    expect(workflow.jobs.publish.if).toBe("startsWith(github.ref, 'refs/tags/v')")
+    expect(workflow.jobs.publish.needs.sort()).toEqual(['build-cuda', 'test', 'test-musl'])
+    expect(workflow.on.push.tags).toEqual(['v*'])
+    const publish = runs('publish')
+    expect(publish).toContain('npx napi artifacts')
+    expect(publish).toContain('npx napi pre-publish -t npm')
+    // release:local runs the same two commands (scripts/release/packages.mjs).
+    const rehearsal = fs.readFileSync(path.join(root, 'scripts/release/packages.mjs'), 'utf8')
+    expect(rehearsal).toContain("napi(['artifacts'")
+    expect(rehearsal).toContain("napi(['pre-publish', '-t', 'npm'")
+  })
+
+  it('has a build recipe for every target and no other, none of which lets napi overwrite the loader or types', async () => {
+    const { TARGETS, napiBuild } = await import('../scripts/release/targets.mjs')
+    expect(Object.keys(TARGETS).sort()).toEqual([...targets].sort())
+    for (const target of targets.filter((t) => !TARGETS[t].args.includes('-x') && !t.includes('apple'))) {
+      const { args } = napiBuild(target, 'out')
+      expect(args.join(' ')).toMatch(/ --no-js --dts target\/napi-generated\.d\.ts /)
+    }
+    for (const t of targets) expect(TARGETS[t].args.join(' ') + ' ').toMatch(new RegExp(`--target ${t}[. ]`))
+    // Metal on Apple silicon, built where Xcode has its framework.
+    expect(TARGETS['aarch64-apple-darwin'].macArgs).toEqual(['--features', 'metal'])
   })
 })
 
@@ -56,8 +119,16 @@ describe('npm/ platform packages', () => {
       expect(sub.os).toEqual([p.os])
       expect(sub.cpu).toEqual([p.cpu])
       if (p.libc) expect(sub.libc).toEqual([p.libc])
+      // npm's provenance ties a package to its repository: every platform package names the main one's.
+      expect(sub.repository).toEqual(pkg.repository)
+      expect(sub.license).toBe(pkg.license)
+      expect(fs.readFileSync(path.join(root, 'npm', p.name, 'LICENSE'), 'utf8')).toBe(fs.readFileSync(path.join(root, 'LICENSE'), 'utf8'))
     })
   }
+
+  it('are named by platform.js as napi names them', () => {
+    for (const t of pkg.napi.targets) expect(platformOfTarget(t)).toBe(platformOf(t).name)
+  })
 
   it('has no package for a target that is not built', () => {
     const dirs = fs.readdirSync(path.join(root, 'npm')).sort()
@@ -75,7 +146,7 @@ describe('npm pack', () => {
       .filter((e) => e.isFile())
       .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'))
     const expected = [
-      'Cargo.lock', 'Cargo.toml', 'README.md', 'build.rs', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.ts', 'index.js',
+      'Cargo.lock', 'Cargo.toml', 'LICENSE', 'README.md', 'build.rs', 'daemon.d.mts', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.mts', 'index.d.ts', 'index.js',
       'index.mjs', 'package.json', 'platform.js', 'scripts/build.mjs', 'scripts/cuda-toolchain.mjs', 'scripts/install.mjs', 'scripts/python.mjs', 'service.js', ...sources,
     ].sort()
     expect(files).toEqual(expected)

@@ -1,6 +1,6 @@
 // Type-level tests of index.d.ts, checked by tsc through `vitest --typecheck`.
 import { describe, expectTypeOf, it } from 'vitest'
-import binding, {
+import {
   EmbeddingService,
   type EmbeddingError,
   type ErrorCode,
@@ -23,7 +23,6 @@ describe('index.d.ts', () => {
     expectTypeOf(svc.embed(['a'], { prompt: 'query' })).toEqualTypeOf<Promise<Float32Array[]>>()
     expectTypeOf(svc.dimensions).toEqualTypeOf<number | null>()
     expectTypeOf(svc.close()).toEqualTypeOf<Promise<void>>()
-    expectTypeOf(binding.EmbeddingService).toEqualTypeOf<typeof EmbeddingService>()
   })
 
   it('describes the static model functions', () => {

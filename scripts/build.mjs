@@ -19,8 +19,12 @@ const out = args.find((a) => a.startsWith('--out='))?.slice('--out='.length)
 // --if-supported: a CUDA build where this script can fetch the compiler (Linux x64), else a note and nothing
 // (npm test builds the CUDA variant for __test__/cuda-fallback.test.mjs, which runs on Linux x64 only).
 const ifSupported = args.includes('--if-supported')
-const passed = args.filter((a) => a !== '--debug' && a !== '--if-supported' && !a.startsWith('--out='))
-const cargoArgs = ['build', '--lib', ...(debug ? [] : ['--release']), ...passed]
+// --zig-target=TRIPLE[.GLIBC]: cross-link with cargo-zigbuild (zig on PATH), e.g. x86_64-unknown-linux-gnu.2.28
+// for a binary that loads on glibc 2.28 and newer (the release's floor; a plain build here needs the build
+// machine's glibc). `npm run release:local` builds the CUDA package this way.
+const zigTarget = args.find((a) => a.startsWith('--zig-target='))?.slice('--zig-target='.length)
+const passed = args.filter((a) => a !== '--debug' && a !== '--if-supported' && !a.startsWith('--out=') && !a.startsWith('--zig-target='))
+const cargoArgs = [zigTarget ? 'zigbuild' : 'build', '--lib', ...(debug ? [] : ['--release']), ...(zigTarget ? ['--target', zigTarget] : []), ...passed]
 const cuda = wantsFeature(passed, 'cuda')
 
 if (cuda && ifSupported && !(process.platform === 'linux' && process.arch === 'x64')) {
@@ -39,7 +43,8 @@ if (cuda) {
 
 const file = { win32: 'embedding_service.dll', darwin: 'libembedding_service.dylib' }[process.platform]
   ?? 'libembedding_service.so'
-const built = path.join(targetDir, debug ? 'debug' : 'release', file)
+// cargo-zigbuild builds the triple without its glibc suffix, under target/<triple>/.
+const built = path.join(targetDir, ...(zigTarget ? [zigTarget.split('.')[0]] : []), debug ? 'debug' : 'release', file)
 const dest = out ? path.resolve(out) : path.join(root, `embedding-service.${platformName()}.node`)
 // Copy then rename, so a process loading the addon never sees a half-written file.
 fs.copyFileSync(built, `${dest}.tmp`)

@@ -1,0 +1,20 @@
+// Type-level tests of the ESM entries (index.d.mts, daemon.d.mts), checked by tsc through `vitest --typecheck`:
+// what `import` gives matches what index.mjs and daemon.mjs export at run time.
+import { describe, expectTypeOf, it } from 'vitest'
+import binding, { EmbeddingService, type ServiceStatus } from '../index.mjs'
+import adapter, { NativeEmbeddingBackend, PythonEmbeddingService, resolveModel } from '../daemon.mjs'
+
+describe('index.d.mts', () => {
+  it('names the same class as the default export, as index.mjs does', () => {
+    expectTypeOf(binding.EmbeddingService).toEqualTypeOf<typeof EmbeddingService>()
+    expectTypeOf(new EmbeddingService({ model: 'm' }).status()).toEqualTypeOf<ServiceStatus>()
+  })
+})
+
+describe('daemon.d.mts', () => {
+  it('names the same adapter as the default export, as daemon.mjs does', () => {
+    expectTypeOf(adapter.NativeEmbeddingBackend).toEqualTypeOf<typeof NativeEmbeddingBackend>()
+    expectTypeOf(adapter.PythonEmbeddingService).toEqualTypeOf<typeof PythonEmbeddingService>()
+    expectTypeOf(adapter.resolveModel).toEqualTypeOf<typeof resolveModel>()
+  })
+})

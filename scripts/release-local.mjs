@@ -1,0 +1,201 @@
+#!/usr/bin/env node
+// `npm run release:local`: on this machine, what .github/workflows/release.yml does on the forge, with the same
+// napi CLI commands, up to a publish that goes to a private Verdaccio on 127.0.0.1 instead of the public
+// registry; then installs from it as users would and runs the smoke test on every platform this machine can
+// run (natively, under qemu-aarch64, under wine). Prints a report and writes target/release-local/report.json.
+//
+//   npm run release:local [-- --targets=a,b] [--no-cuda] [--no-musl-tests]
+//
+// Toolchains come from the package registries and are installed once (scripts/release/tools.mjs). Builds are
+// cargo's, so a second run rebuilds only what changed.
+import { execFileSync, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { debianTools, rustTargets, zigBin } from './release/tools.mjs'
+import { GLIBC_FLOOR, TARGETS, compareVersions, glibcFloor, napiBuild } from './release/targets.mjs'
+import { startRegistry } from './release/registry.mjs'
+import { npm, publishRelease } from './release/packages.mjs'
+import { installAndSmoke } from './release/install-check.mjs'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const require = createRequire(import.meta.url)
+const { platformOfTarget } = require('../platform.js')
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+const args = process.argv.slice(2)
+const flag = (name) => args.includes(`--${name}`)
+const only = args.find((a) => a.startsWith('--targets='))?.slice('--targets='.length).split(',')
+const out = path.join(root, 'target', 'release-local')
+const artifactsDir = path.join(out, 'artifacts')
+const logsDir = path.join(out, 'logs')
+const log = (line) => process.stderr.write(`[release:local] ${line}\n`)
+const seconds = (start) => Math.round((Date.now() - start) / 100) / 10
+
+// Where each built binary is run here after the registry install.
+const RUN_HERE = {
+  'x86_64-unknown-linux-gnu': 'native',
+  'aarch64-unknown-linux-gnu': 'linux-arm64-qemu',
+  'x86_64-pc-windows-gnu': 'win32-x64-wine',
+}
+
+const report = { machine: machine(), started: new Date().toISOString(), builds: {}, glibc: {}, musl: {}, installs: {}, lint: {} }
+
+function machine() {
+  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? process.arch
+  const avx512 = /\bavx512f\b/.test(fs.readFileSync('/proc/cpuinfo', 'utf8'))
+  return `${cpu}, ${(require('node:os').cpus().length)} cores, ${avx512 ? 'AVX-512' : 'AVX2'}`
+}
+
+function run(cmd, cmdArgs, { env = {}, logFile, cwd = root } = {}) {
+  const r = spawnSync(cmd, cmdArgs, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
+  if (logFile) fs.writeFileSync(logFile, `$ ${cmd} ${cmdArgs.join(' ')}\n${r.stdout ?? ''}${r.stderr ?? ''}`)
+  return r
+}
+
+/** A dev dependency's command, run with this Node (some packages do not export their package.json). */
+function binOf(name, bin) {
+  const dir = path.join(root, 'node_modules', name)
+  return path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).bin[bin])
+}
+
+const tail = (text, n = 6) => (text ?? '').trim().split('\n').slice(-n).join('\n')
+
+function needed(file) {
+  return [...execFileSync('readelf', ['-d', file], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1])
+}
+
+async function main() {
+  fs.mkdirSync(logsDir, { recursive: true })
+  const targets = only ?? pkg.napi.targets
+  debianTools(log)
+  rustTargets(targets.map((t) => t.split('.')[0]), log)
+  const zig = zigBin(log)
+  const env = { PATH: `${zig}${path.delimiter}${process.env.PATH}` }
+
+  // 1. Build every target into target/release-local/artifacts (napi build --output-dir).
+  fs.rmSync(artifactsDir, { recursive: true, force: true })
+  fs.mkdirSync(artifactsDir, { recursive: true })
+  const built = []
+  for (const target of targets) {
+    const how = TARGETS[target]
+    const start = Date.now()
+    log(`build ${target} (${how.via})`)
+    const cmd = napiBuild(target, artifactsDir, log)
+    const r = run(process.execPath, cmd.args, { env: cmd.env, logFile: path.join(logsDir, `build-${target}.log`) })
+    const file = path.join(artifactsDir, `${pkg.napi.binaryName}.${platformOfTarget(target)}.node`)
+    const ok = r.status === 0 && fs.existsSync(file)
+    report.builds[target] = { ok, seconds: seconds(start), via: how.via, ...(ok ? { bytes: fs.statSync(file).size } : { error: tail(r.stderr || r.stdout, 12) }) }
+    log(`  ${ok ? 'built' : 'FAILED'} in ${report.builds[target].seconds} s${ok ? '' : `:\n${report.builds[target].error}`}`)
+    if (ok) built.push(target)
+  }
+
+  // 2. The CUDA variant, linked against glibc 2.28 as well (its compiler comes from PyPI, see cuda-toolchain.mjs).
+  let cudaBinary = null
+  if (!flag('no-cuda') && (!only || only.includes('x86_64-unknown-linux-gnu'))) {
+    const start = Date.now()
+    cudaBinary = path.join(out, 'cuda', `${pkg.napi.binaryName}.linux-x64-gnu-cuda.node`)
+    fs.mkdirSync(path.dirname(cudaBinary), { recursive: true })
+    log(`build the CUDA variant (zig, glibc ${GLIBC_FLOOR})`)
+    const r = run(process.execPath, ['scripts/build.mjs', '--features', 'cuda', `--zig-target=x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, `--out=${cudaBinary}`], { env, logFile: path.join(logsDir, 'build-cuda.log') })
+    report.builds['x86_64-unknown-linux-gnu (CUDA)'] = { ok: r.status === 0, seconds: seconds(start), via: `zig, glibc ${GLIBC_FLOOR}`, ...(r.status === 0 ? { bytes: fs.statSync(cudaBinary).size } : { error: tail(r.stderr, 12) }) }
+    log(`  ${r.status === 0 ? 'built' : 'FAILED'} in ${seconds(start)} s`)
+    if (r.status !== 0) cudaBinary = null
+  }
+
+  // 3. What each binary needs from the system: the glibc floor of gnu builds, no glibc at all for musl ones.
+  for (const target of built.filter((t) => t.includes('-linux-'))) {
+    const file = path.join(artifactsDir, `${pkg.napi.binaryName}.${platformOfTarget(target)}.node`)
+    if (target.endsWith('-gnu')) report.glibc[target] = glibcFloor(file)
+    else report.musl[target] = { glibcSymbols: glibcFloor(file), needs: needed(file) }
+  }
+  if (cudaBinary) report.glibc['x86_64-unknown-linux-gnu (CUDA)'] = glibcFloor(cudaBinary)
+
+  // 4. musl: the Rust tests of x86_64-unknown-linux-musl run here natively (static test binaries).
+  if (!flag('no-musl-tests') && built.includes('x86_64-unknown-linux-musl')) {
+    const start = Date.now()
+    log('cargo zigbuild test --target x86_64-unknown-linux-musl (unit and parity tests, run natively)')
+    const r = run(path.join(zig, 'cargo-zigbuild'), ['test', '--release', '--target', 'x86_64-unknown-linux-musl', '--lib', '--test', 'parity'], { env, logFile: path.join(logsDir, 'test-musl.log') })
+    const results = [...(r.stdout ?? '').matchAll(/test result: (\w+)\. (\d+) passed; (\d+) failed/g)].map((m) => ({ ok: m[1], passed: +m[2], failed: +m[3] }))
+    report.musl.tests = { ok: r.status === 0, seconds: seconds(start), passed: results.reduce((n, x) => n + x.passed, 0), failed: results.reduce((n, x) => n + x.failed, 0), ...(r.status === 0 ? {} : { error: tail(r.stdout + r.stderr, 12) }) }
+    log(`  ${r.status === 0 ? 'passed' : 'FAILED'}: ${report.musl.tests.passed} passed, ${report.musl.tests.failed} failed, ${seconds(start)} s`)
+  }
+
+  // 5. Publish to a private registry, install from it into empty folders, and smoke-test.
+  execFileSync(process.execPath, ['scripts/fetch-test-model.mjs'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] })
+  const registry = await startRegistry({ log })
+  try {
+    const stageDir = path.join(out, 'stage')
+    const published = publishRelease({ stageDir, artifactsDir, env: registry.env, targets: built, cudaBinary, log })
+    report.published = { optionalDependencies: published.optionalDependencies, cuda: Boolean(cudaBinary) }
+
+    // publint and attw on the main package as packed for the registry.
+    const main = path.join(stageDir, 'package')
+    const tgz = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', out], { cwd: main }))[0].filename
+    const publint = run(process.execPath, [binOf('publint', 'publint'), 'run', '--strict', main], { logFile: path.join(logsDir, 'publint.log') })
+    report.lint.publint = { ok: publint.status === 0, output: tail(publint.stdout + publint.stderr, 20) }
+    const attw = run(process.execPath, [binOf('@arethetypeswrong/cli', 'attw'), path.join(out, tgz), '--format', 'ascii'], { logFile: path.join(logsDir, 'attw.log') })
+    report.lint.attw = { ok: attw.status === 0, output: tail(attw.stdout + attw.stderr, 30) }
+    log(`publint: ${report.lint.publint.ok ? 'clean' : 'PROBLEMS'}; attw: ${report.lint.attw.ok ? 'clean' : 'PROBLEMS'}`)
+
+    const common = { registryEnv: registry.env, modelDir: path.join(root, 'fixtures/models/all-MiniLM-L6-v2'), referenceDir: path.join(root, 'fixtures/reference/minilm'), log }
+    const checks = built.filter((t) => RUN_HERE[t]).map((t) => ({ name: RUN_HERE[t], platform: RUN_HERE[t] }))
+    if (cudaBinary) checks.push({ name: 'native + CUDA package', platform: 'native', extra: [`${pkg.name}-linux-x64-gnu-cuda`] })
+    for (const check of checks) {
+      const start = Date.now()
+      try {
+        const r = installAndSmoke({ ...common, platform: check.platform, extra: check.extra ?? [] })
+        report.installs[check.name] = {
+          ok: r.smoke.ok && r.compilerCalls.length === 0,
+          installSeconds: Math.round(r.installSeconds * 10) / 10,
+          compilerCalls: r.compilerCalls,
+          packages: r.packages,
+          minCosine: r.smoke.minCosine,
+          device: r.smoke.device,
+          node: `${r.smoke.node} ${r.smoke.platform}`,
+          steps: r.smoke.steps,
+          ...(r.smoke.error ? { error: r.smoke.error } : {}),
+          seconds: seconds(start),
+        }
+      } catch (err) {
+        report.installs[check.name] = { ok: false, error: String(err.message).slice(0, 4000), seconds: seconds(start) }
+      }
+      const i = report.installs[check.name]
+      log(`${check.name}: ${i.ok ? 'ok' : 'FAILED'}${i.ok ? `, install ${i.installSeconds} s, min cosine ${i.minCosine}` : `: ${i.error}`}`)
+    }
+  } finally {
+    await registry.stop()
+  }
+
+  report.finished = new Date().toISOString()
+  fs.writeFileSync(path.join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
+  printSummary()
+  const failed = [
+    ...Object.entries(report.builds).filter(([t, b]) => !b.ok && !t.includes('apple')).map(([t]) => `build ${t}`),
+    ...Object.entries(report.glibc).filter(([, v]) => v === null || compareVersions(v, GLIBC_FLOOR) > 0).map(([t]) => `glibc floor of ${t}`),
+    ...Object.entries(report.musl).filter(([t, v]) => t !== 'tests' && (v.glibcSymbols || v.needs.some((n) => n.startsWith('libc.so')))).map(([t]) => `${t} needs glibc`),
+    ...(report.musl.tests && !report.musl.tests.ok ? ['musl tests'] : []),
+    ...Object.entries(report.installs).filter(([, i]) => !i.ok).map(([n]) => `install ${n}`),
+    ...Object.entries(report.lint).filter(([, l]) => !l.ok).map(([n]) => n),
+  ]
+  if (failed.length) {
+    log(`FAILED: ${failed.join('; ')}`)
+    process.exitCode = 1
+  }
+}
+
+function printSummary() {
+  const lines = [`release:local on ${report.machine}`, '', '| target | built | via | seconds | glibc floor | run here |', '| --- | --- | --- | --- | --- | --- |']
+  for (const [target, b] of Object.entries(report.builds)) {
+    const plain = target.split(' ')[0]
+    const runHere = target.includes('CUDA') ? report.installs['native + CUDA package'] : report.installs[RUN_HERE[plain]]
+    const floor = report.glibc[target] ?? (report.musl[plain] ? `none (needs ${report.musl[plain].needs.join(', ')})` : '')
+    lines.push(`| ${target} | ${b.ok ? 'yes' : 'no'} | ${b.via} | ${b.seconds} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, cosine ${runHere.minCosine.toFixed(7)}` : ''})` : ''} |`)
+  }
+  if (report.musl.tests) lines.push('', `musl Rust tests (x86_64, native): ${report.musl.tests.passed} passed, ${report.musl.tests.failed} failed in ${report.musl.tests.seconds} s`)
+  lines.push('', `publint: ${report.lint.publint?.ok ? 'clean' : 'problems'}; attw: ${report.lint.attw?.ok ? 'clean' : 'problems'}`)
+  for (const [target, b] of Object.entries(report.builds).filter(([, b]) => !b.ok)) lines.push('', `${target} did not build:`, b.error)
+  process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+await main()

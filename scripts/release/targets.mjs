@@ -1,0 +1,106 @@
+// How each release target is built: one table shared by `npm run release:local` (every target, here) and the
+// release workflow (one target per job, on the forge), so both run the same napi CLI command.
+//   node scripts/release/targets.mjs build <target> <output dir>
+//   node scripts/release/targets.mjs glibc-floor <file> [<most allowed, e.g. 2.28>]
+import { execFileSync, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cacheDir, zigBin } from './tools.mjs'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+/** The oldest glibc a linux-gnu binary may need: RHEL 8, Debian 10, Ubuntu 18.10 and newer. */
+export const GLIBC_FLOOR = '2.28'
+
+const mingw = {
+  CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER: 'x86_64-w64-mingw32-gcc',
+  CC_x86_64_pc_windows_gnu: 'x86_64-w64-mingw32-gcc',
+  AR_x86_64_pc_windows_gnu: 'x86_64-w64-mingw32-ar',
+}
+
+/**
+ * napi build arguments per target. Linux builds link with zig (cargo-zigbuild, napi's -x): gnu against
+ * glibc 2.28's symbols, whatever the build machine's glibc; musl statically. Windows builds with MinGW-w64
+ * (MSVC's libraries cannot be had from a package registry). Apple targets build natively on macOS runners;
+ * here zig links them without an SDK, so Metal (a framework) is left out here and kept on the forge.
+ */
+export const TARGETS = {
+  'x86_64-unknown-linux-gnu': { args: ['--target', `x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, '-x'], via: `zig, glibc ${GLIBC_FLOOR}` },
+  'aarch64-unknown-linux-gnu': { args: ['--target', `aarch64-unknown-linux-gnu.${GLIBC_FLOOR}`, '-x'], via: `zig, glibc ${GLIBC_FLOOR}` },
+  'x86_64-unknown-linux-musl': { args: ['--target', 'x86_64-unknown-linux-musl', '-x'], via: 'zig, static musl' },
+  'aarch64-unknown-linux-musl': { args: ['--target', 'aarch64-unknown-linux-musl', '-x'], via: 'zig, static musl' },
+  'x86_64-pc-windows-gnu': { args: ['--target', 'x86_64-pc-windows-gnu'], via: 'MinGW-w64', env: mingw },
+  'x86_64-apple-darwin': { args: ['--target', 'x86_64-apple-darwin'], zigArgs: ['-x'], via: 'Xcode on macOS; zig elsewhere' },
+  'aarch64-apple-darwin': { args: ['--target', 'aarch64-apple-darwin'], macArgs: ['--features', 'metal'], zigArgs: ['-x'], via: 'Xcode with Metal on macOS; zig without Metal elsewhere' },
+}
+
+function napiBin() {
+  const dir = path.join(root, 'node_modules', '@napi-rs', 'cli')
+  return path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).bin.napi)
+}
+
+/**
+ * napi-build links windows-gnu addons with `-lnode` and panics unless a folder holding `libnode.dll` is found
+ * (LIBNODE_PATH); that suits MSYS2's Node, not nodejs.org's node.exe. napi-rs resolves every Node-API function
+ * from the host process at run time (napi's default `dyn-symbols` feature), so the addon imports nothing from
+ * Node: an empty import library (named for node.exe, made by MinGW's dlltool) satisfies the link, and the
+ * placeholder libnode.dll only the folder check (ld takes libnode.dll.a first). `objdump -p` of the result
+ * shows no node.exe import.
+ */
+function libnodeStub() {
+  const dir = path.join(cacheDir(), 'release-tools', 'libnode-stub')
+  if (!fs.existsSync(path.join(dir, 'libnode.dll.a'))) {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.writeFileSync(path.join(dir, 'node.def'), 'LIBRARY node.exe\nEXPORTS\n')
+    execFileSync('x86_64-w64-mingw32-dlltool', ['--input-def', path.join(dir, 'node.def'), '--dllname', 'node.exe', '--output-lib', path.join(dir, 'libnode.dll.a')])
+    fs.writeFileSync(path.join(dir, 'libnode.dll'), '')
+  }
+  return dir
+}
+
+/** The napi build command line for `target` on this host: [args, env]. */
+export function napiBuild(target, outputDir, log = () => {}) {
+  const how = TARGETS[target]
+  if (!how) throw new Error(`no build recipe for ${target} (targets: ${Object.keys(TARGETS).join(', ')})`)
+  const onMac = process.platform === 'darwin'
+  const extra = target.includes('apple') ? (onMac ? how.macArgs ?? [] : how.zigArgs) : []
+  const args = ['build', '--platform', '--release', ...how.args, ...extra, '--no-js', '--dts', 'target/napi-generated.d.ts', '--output-dir', outputDir]
+  const usesZig = args.includes('-x')
+  const env = {
+    ...how.env,
+    ...(usesZig ? { PATH: `${zigBin(log)}${path.delimiter}${process.env.PATH}` } : {}),
+    ...(target.endsWith('windows-gnu') ? { LIBNODE_PATH: libnodeStub() } : {}),
+  }
+  return { args: [napiBin(), ...args], env }
+}
+
+/** The newest GLIBC_x.y symbol version a binary needs (null for none), from its dynamic symbol table. */
+export function glibcFloor(file) {
+  const symbols = execFileSync('objdump', ['-T', file], { encoding: 'utf8', maxBuffer: 1 << 28 })
+  const versions = [...new Set(symbols.match(/GLIBC_\d+(\.\d+)+/g) ?? [])].map((v) => v.slice('GLIBC_'.length))
+  versions.sort(compareVersions)
+  return versions.at(-1) ?? null
+}
+
+export const compareVersions = (a, b) => a.localeCompare(b, undefined, { numeric: true })
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [command, a, b] = process.argv.slice(2)
+  if (command === 'build') {
+    const { args, env } = napiBuild(a, path.resolve(b ?? '.'), (l) => process.stderr.write(`${l}\n`))
+    process.stderr.write(`napi ${args.slice(1).join(' ')}\n`)
+    const r = spawnSync(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'inherit' })
+    process.exit(r.status ?? 1)
+  } else if (command === 'glibc-floor') {
+    const floor = glibcFloor(a)
+    process.stdout.write(`${path.basename(a)} needs glibc ${floor ?? '(none)'}\n`)
+    if (b && floor && compareVersions(floor, b) > 0) {
+      process.stderr.write(`that is newer than the release's floor, ${b}\n`)
+      process.exit(1)
+    }
+  } else {
+    process.stderr.write('usage: targets.mjs build <target> <output dir> | glibc-floor <file> [<max>]\n')
+    process.exit(2)
+  }
+}
