@@ -80,6 +80,11 @@ async function main() {
   for (const target of targets) {
     const how = TARGETS[target]
     const start = Date.now()
+    if (how.elsewhere && process.platform !== 'darwin') {
+      report.builds[target] = { ok: false, notHere: true, via: how.via, error: `not built here: ${how.elsewhere}` }
+      log(`${target}: not built here: ${how.elsewhere}`)
+      continue
+    }
     log(`build ${target} (${how.via})`)
     const cmd = napiBuild(target, artifactsDir, log)
     const r = run(process.execPath, cmd.args, { env: cmd.env, logFile: path.join(logsDir, `build-${target}.log`) })
@@ -171,9 +176,10 @@ async function main() {
   fs.writeFileSync(path.join(out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`)
   printSummary()
   const failed = [
-    ...Object.entries(report.builds).filter(([t, b]) => !b.ok && !t.includes('apple')).map(([t]) => `build ${t}`),
+    ...Object.entries(report.builds).filter(([, b]) => !b.ok && !b.notHere).map(([t]) => `build ${t}`),
     ...Object.entries(report.glibc).filter(([, v]) => v === null || compareVersions(v, GLIBC_FLOOR) > 0).map(([t]) => `glibc floor of ${t}`),
-    ...Object.entries(report.musl).filter(([t, v]) => t !== 'tests' && (v.glibcSymbols || v.needs.some((n) => n.startsWith('libc.so')))).map(([t]) => `${t} needs glibc`),
+    // musl's loader answers a "libc.so" dependency itself; glibc's is libc.so.6 with ld-linux.
+    ...Object.entries(report.musl).filter(([t, v]) => t !== 'tests' && (v.glibcSymbols || v.needs.some((n) => n === 'libc.so.6' || n.startsWith('ld-linux')))).map(([t]) => `${t} needs glibc`),
     ...(report.musl.tests && !report.musl.tests.ok ? ['musl tests'] : []),
     ...Object.entries(report.installs).filter(([, i]) => !i.ok).map(([n]) => `install ${n}`),
     ...Object.entries(report.lint).filter(([, l]) => !l.ok).map(([n]) => n),
@@ -190,11 +196,11 @@ function printSummary() {
     const plain = target.split(' ')[0]
     const runHere = target.includes('CUDA') ? report.installs['native + CUDA package'] : report.installs[RUN_HERE[plain]]
     const floor = report.glibc[target] ?? (report.musl[plain] ? `none (needs ${report.musl[plain].needs.join(', ')})` : '')
-    lines.push(`| ${target} | ${b.ok ? 'yes' : 'no'} | ${b.via} | ${b.seconds} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, cosine ${runHere.minCosine.toFixed(7)}` : ''})` : ''} |`)
+    lines.push(`| ${target} | ${b.ok ? 'yes' : b.notHere ? 'not here' : 'FAILED'} | ${b.via} | ${b.seconds ?? ''} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, cosine ${runHere.minCosine.toFixed(7)}` : ''})` : ''} |`)
   }
   if (report.musl.tests) lines.push('', `musl Rust tests (x86_64, native): ${report.musl.tests.passed} passed, ${report.musl.tests.failed} failed in ${report.musl.tests.seconds} s`)
   lines.push('', `publint: ${report.lint.publint?.ok ? 'clean' : 'problems'}; attw: ${report.lint.attw?.ok ? 'clean' : 'problems'}`)
-  for (const [target, b] of Object.entries(report.builds).filter(([, b]) => !b.ok)) lines.push('', `${target} did not build:`, b.error)
+  for (const [target, b] of Object.entries(report.builds).filter(([, b]) => !b.ok)) lines.push('', `${target}: ${b.notHere ? '' : 'did not build: '}${b.error}`)
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 

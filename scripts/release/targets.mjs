@@ -23,7 +23,7 @@ const mingw = {
  * napi build arguments per target. Linux builds link with zig (cargo-zigbuild, napi's -x): gnu against
  * glibc 2.28's symbols, whatever the build machine's glibc; musl statically. Windows builds with MinGW-w64
  * (MSVC's libraries cannot be had from a package registry). Apple targets build natively on macOS runners;
- * here zig links them without an SDK, so Metal (a framework) is left out here and kept on the forge.
+ * elsewhere zig links x86_64 without an SDK, and arm64 cannot be built (`elsewhere` says why).
  */
 export const TARGETS = {
   'x86_64-unknown-linux-gnu': { args: ['--target', `x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, '-x'], via: `zig, glibc ${GLIBC_FLOOR}` },
@@ -31,8 +31,19 @@ export const TARGETS = {
   'x86_64-unknown-linux-musl': { args: ['--target', 'x86_64-unknown-linux-musl', '-x'], via: 'zig, static musl' },
   'aarch64-unknown-linux-musl': { args: ['--target', 'aarch64-unknown-linux-musl', '-x'], via: 'zig, static musl' },
   'x86_64-pc-windows-gnu': { args: ['--target', 'x86_64-pc-windows-gnu'], via: 'MinGW-w64', env: mingw },
-  'x86_64-apple-darwin': { args: ['--target', 'x86_64-apple-darwin'], zigArgs: ['-x'], via: 'Xcode on macOS; zig elsewhere' },
-  'aarch64-apple-darwin': { args: ['--target', 'aarch64-apple-darwin'], macArgs: ['--features', 'metal'], zigArgs: ['-x'], via: 'Xcode with Metal on macOS; zig without Metal elsewhere' },
+  // Elsewhere zig links it without an SDK. MACOSX_DEPLOYMENT_TARGET is Rust's own default for this target, said
+  // aloud because zig would otherwise compile C for a newer macOS, where mimalloc wants an SDK header (below).
+  'x86_64-apple-darwin': { args: ['--target', 'x86_64-apple-darwin'], zigArgs: ['-x'], zigEnv: { MACOSX_DEPLOYMENT_TARGET: '10.12' }, via: 'Xcode on macOS; zig elsewhere' },
+  'aarch64-apple-darwin': {
+    args: ['--target', 'aarch64-apple-darwin'],
+    macArgs: ['--features', 'metal'],
+    via: 'Xcode with Metal on macOS',
+    // Why it is built on macOS only, found by trying with zig: arm64 macOS starts at 11.0, and for macOS 10.15
+    // and newer mimalloc's C source takes random bytes from CommonCrypto (<CommonCrypto/CommonRandom.h>), a
+    // header of Apple's SDK, which zig does not carry and no package registry may (Apple's licence). Metal is
+    // an SDK framework as well.
+    elsewhere: 'needs the macOS SDK: mimalloc includes <CommonCrypto/CommonCryptoError.h> for macOS >= 10.15 (arm64 macOS starts at 11.0), and Metal is an SDK framework; zig carries neither, and no package registry carries the SDK',
+  },
 }
 
 function napiBin() {
@@ -64,11 +75,14 @@ export function napiBuild(target, outputDir, log = () => {}) {
   const how = TARGETS[target]
   if (!how) throw new Error(`no build recipe for ${target} (targets: ${Object.keys(TARGETS).join(', ')})`)
   const onMac = process.platform === 'darwin'
-  const extra = target.includes('apple') ? (onMac ? how.macArgs ?? [] : how.zigArgs) : []
+  const apple = target.includes('apple')
+  if (apple && !onMac && !how.zigArgs) throw new Error(`${target} cannot be built here: ${how.elsewhere}`)
+  const extra = apple ? (onMac ? how.macArgs ?? [] : how.zigArgs) : []
   const args = ['build', '--platform', '--release', ...how.args, ...extra, '--no-js', '--dts', 'target/napi-generated.d.ts', '--output-dir', outputDir]
   const usesZig = args.includes('-x')
   const env = {
     ...how.env,
+    ...(apple && !onMac ? how.zigEnv : {}),
     ...(usesZig ? { PATH: `${zigBin(log)}${path.delimiter}${process.env.PATH}` } : {}),
     ...(target.endsWith('windows-gnu') ? { LIBNODE_PATH: libnodeStub() } : {}),
   }
