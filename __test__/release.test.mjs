@@ -9,7 +9,7 @@ import YAML from 'yaml'
 import { createRequire } from 'node:module'
 import { root } from './helpers.mjs'
 
-const { platformOfTarget } = createRequire(import.meta.url)('../platform.js')
+const { platformName, platformOfTarget } = createRequire(import.meta.url)('../platform.js')
 
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const workflow = YAML.parse(fs.readFileSync(path.join(root, '.github/workflows/release.yml'), 'utf8'))
@@ -104,6 +104,22 @@ describe('release workflow', () => {
     for (const t of targets) expect(TARGETS[t].args.join(' ') + ' ').toMatch(new RegExp(`--target ${t}[. ]`))
     // Metal on Apple silicon, built where Xcode has its framework.
     expect(TARGETS['aarch64-apple-darwin'].macArgs).toEqual(['--features', 'metal'])
+  })
+})
+
+describe.runIf(platformName().startsWith('linux-') && platformName().endsWith('-gnu'))('glibc floor (scripts/release/targets.mjs)', () => {
+  const script = path.join(root, 'scripts/release/targets.mjs')
+  const binary = path.join(root, `${pkg.napi.binaryName}.${platformName()}.node`)
+
+  it('reads the newest GLIBC_ symbol version a binary needs, and fails a binary above the allowed floor', async () => {
+    const { glibcFloor, compareVersions } = await import('../scripts/release/targets.mjs')
+    if (!fs.existsSync(binary)) throw new Error(`${binary} is missing: run \`npm install\` first`)
+    const floor = glibcFloor(binary)
+    expect(floor).toMatch(/^2\.\d+$/)
+    expect(compareVersions('2.28', '2.9')).toBeGreaterThan(0)
+    expect(execFileSync(process.execPath, [script, 'glibc-floor', binary, floor], { encoding: 'utf8' })).toContain(`needs glibc ${floor}`)
+    const below = `2.${Number(floor.split('.')[1]) - 1}`
+    expect(() => execFileSync(process.execPath, [script, 'glibc-floor', binary, below], { stdio: 'pipe' })).toThrow(/newer than the release's floor/)
   })
 })
 
