@@ -143,6 +143,22 @@ function systemStaticCudart() {
   return null
 }
 
+/**
+ * For a build linked by zig (cargo-zigbuild, the release's glibc 2.28 build): GNU ld takes `-lcudart` and
+ * candle-kernels' `-lmoe` from static archives when no shared library is found, zig's linker does not
+ * ("unable to find dynamic system library"). A folder beside the static runtime holds two linker scripts,
+ * libcudart.so and libmoe.so, that send each name to its archive (found on the usual search path), so the
+ * runtime is still linked in statically. Returns that folder.
+ */
+function zigStaticLinks(cudartDir) {
+  const dir = `${cudartDir}-zig`
+  fs.mkdirSync(dir, { recursive: true })
+  fs.copyFileSync(path.join(cudartDir, 'libcudart.a'), path.join(dir, 'libcudart.a'))
+  fs.writeFileSync(path.join(dir, 'libcudart.so'), 'INPUT(-l:libcudart.a)\n')
+  fs.writeFileSync(path.join(dir, 'libmoe.so'), 'INPUT(-l:libmoe.a)\n')
+  return dir
+}
+
 /** The environment and cargo arguments for a CUDA build. */
 export function cudaBuild() {
   const env = {}
@@ -179,6 +195,9 @@ export function cudaBuild() {
  */
 export function runCudaCargo(args) {
   const build = cudaBuild()
+  if (args[0] === 'zigbuild' && build.env.EMBEDDING_SERVICE_CUDART_DIR) {
+    build.env.EMBEDDING_SERVICE_CUDART_DIR = zigStaticLinks(build.env.EMBEDDING_SERVICE_CUDART_DIR)
+  }
   const targetDir = process.env.CARGO_TARGET_DIR ? path.resolve(root, process.env.CARGO_TARGET_DIR) : path.join(root, 'target', 'cuda')
   const cargoArgs = [...args, ...build.cargoArgs, '--target-dir', targetDir]
   log(`cargo ${cargoArgs.join(' ')}`)
