@@ -54,6 +54,8 @@ describe.runIf(target)(`npm install from a registry on ${name}`, () => {
       'close',
     ])
     expect(r.smoke.minCosine).toBeGreaterThanOrEqual(0.99999)
+    // The binary came from the platform package, not from anywhere else on this machine.
+    expect(r.smoke.binary).toEqual([`${pkg.name}-${name}/${pkg.napi.binaryName}.${name}.node`])
     // Reported, not asserted: timing goals live in `npm run release:local`.
     process.stderr.write(`[registry-install] npm install took ${r.installSeconds.toFixed(1)} s\n`)
   }, 300_000)

@@ -42,9 +42,10 @@ const RUN_HERE = {
 const report = { machine: machine(), started: new Date().toISOString(), builds: {}, glibc: {}, musl: {}, installs: {}, lint: {} }
 
 function machine() {
-  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? process.arch
-  const avx512 = /\bavx512f\b/.test(fs.readFileSync('/proc/cpuinfo', 'utf8'))
-  return `${cpu}, ${(require('node:os').cpus().length)} cores, ${avx512 ? 'AVX-512' : 'AVX2'}`
+  const info = fs.readFileSync('/proc/cpuinfo', 'utf8')
+  const field = (name) => info.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1]
+  const simd = /\bavx512f\b/.test(info) ? 'AVX-512' : /\bavx2\b/.test(info) ? 'AVX2' : /\basimd\b/.test(info) ? 'NEON' : 'no AVX2'
+  return `${field('model name') ?? process.arch} (family ${field('cpu family')} model ${field('model')}), ${require('node:os').cpus().length} cores, ${simd}`
 }
 
 function run(cmd, cmdArgs, { env = {}, logFile, cwd = root } = {}) {
@@ -60,6 +61,13 @@ function binOf(name, bin) {
 }
 
 const tail = (text, n = 6) => (text ?? '').trim().split('\n').slice(-n).join('\n')
+
+/** What a failed build said: its compiler's and linker's error lines, not the stack of the script that ran it. */
+function errors(r) {
+  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')
+  const found = lines.filter((l) => /(^|\s)error(\[|:)|fatal error/.test(l)).map((l) => l.slice(0, 400))
+  return (found.length ? found.slice(0, 12) : lines.slice(-12)).join('\n')
+}
 
 function needed(file) {
   return [...execFileSync('readelf', ['-d', file], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1])
@@ -90,7 +98,7 @@ async function main() {
     const r = run(process.execPath, cmd.args, { env: cmd.env, logFile: path.join(logsDir, `build-${target}.log`) })
     const file = path.join(artifactsDir, `${pkg.napi.binaryName}.${platformOfTarget(target)}.node`)
     const ok = r.status === 0 && fs.existsSync(file)
-    report.builds[target] = { ok, seconds: seconds(start), via: how.via, ...(ok ? { bytes: fs.statSync(file).size } : { error: tail(r.stderr || r.stdout, 12) }) }
+    report.builds[target] = { ok, seconds: seconds(start), via: how.via, ...(ok ? { bytes: fs.statSync(file).size } : { error: errors(r) }) }
     log(`  ${ok ? 'built' : 'FAILED'} in ${report.builds[target].seconds} s${ok ? '' : `:\n${report.builds[target].error}`}`)
     if (ok) built.push(target)
   }
@@ -103,7 +111,7 @@ async function main() {
     fs.mkdirSync(path.dirname(cudaBinary), { recursive: true })
     log(`build the CUDA variant (zig, glibc ${GLIBC_FLOOR})`)
     const r = run(process.execPath, ['scripts/build.mjs', '--features', 'cuda', `--zig-target=x86_64-unknown-linux-gnu.${GLIBC_FLOOR}`, `--out=${cudaBinary}`], { env, logFile: path.join(logsDir, 'build-cuda.log') })
-    report.builds['x86_64-unknown-linux-gnu (CUDA)'] = { ok: r.status === 0, seconds: seconds(start), via: `zig, glibc ${GLIBC_FLOOR}`, ...(r.status === 0 ? { bytes: fs.statSync(cudaBinary).size } : { error: tail(r.stderr, 12) }) }
+    report.builds['x86_64-unknown-linux-gnu (CUDA)'] = { ok: r.status === 0, seconds: seconds(start), via: `zig, glibc ${GLIBC_FLOOR}`, ...(r.status === 0 ? { bytes: fs.statSync(cudaBinary).size } : { error: errors(r) }) }
     log(`  ${r.status === 0 ? 'built' : 'FAILED'} in ${seconds(start)} s`)
     if (r.status !== 0) cudaBinary = null
   }
@@ -144,17 +152,20 @@ async function main() {
     log(`publint: ${report.lint.publint.ok ? 'clean' : 'PROBLEMS'}; attw: ${report.lint.attw.ok ? 'clean' : 'PROBLEMS'}`)
 
     const common = { registryEnv: registry.env, modelDir: path.join(root, 'fixtures/models/all-MiniLM-L6-v2'), referenceDir: path.join(root, 'fixtures/reference/minilm'), log }
-    const checks = built.filter((t) => RUN_HERE[t]).map((t) => ({ name: RUN_HERE[t], platform: RUN_HERE[t] }))
-    if (cudaBinary) checks.push({ name: 'native + CUDA package', platform: 'native', extra: [`${pkg.name}-linux-x64-gnu-cuda`] })
+    const checks = built.filter((t) => RUN_HERE[t]).map((t) => ({ name: RUN_HERE[t], platform: RUN_HERE[t], target: t }))
+    if (cudaBinary) checks.push({ name: 'native + CUDA package', platform: 'native', target: 'x86_64-unknown-linux-gnu', extra: [`${pkg.name}-linux-x64-gnu-cuda`] })
     for (const check of checks) {
       const start = Date.now()
       try {
         const r = installAndSmoke({ ...common, platform: check.platform, extra: check.extra ?? [] })
+        // The binary the loader took must be the one this check is about (the CUDA package when installed).
+        const wanted = `${pkg.name}-${check.extra?.length ? 'linux-x64-gnu-cuda' : platformOfTarget(check.target)}/`
         report.installs[check.name] = {
-          ok: r.smoke.ok && r.compilerCalls.length === 0,
+          ok: r.smoke.ok && r.compilerCalls.length === 0 && r.smoke.binary?.length === 1 && r.smoke.binary[0].startsWith(wanted),
           installSeconds: Math.round(r.installSeconds * 10) / 10,
           compilerCalls: r.compilerCalls,
           packages: r.packages,
+          binary: r.smoke.binary,
           minCosine: r.smoke.minCosine,
           device: r.smoke.device,
           node: `${r.smoke.node} ${r.smoke.platform}`,
@@ -195,8 +206,8 @@ function printSummary() {
   for (const [target, b] of Object.entries(report.builds)) {
     const plain = target.split(' ')[0]
     const runHere = target.includes('CUDA') ? report.installs['native + CUDA package'] : report.installs[RUN_HERE[plain]]
-    const floor = report.glibc[target] ?? (report.musl[plain] ? `none (needs ${report.musl[plain].needs.join(', ')})` : '')
-    lines.push(`| ${target} | ${b.ok ? 'yes' : b.notHere ? 'not here' : 'FAILED'} | ${b.via} | ${b.seconds ?? ''} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, cosine ${runHere.minCosine.toFixed(7)}` : ''})` : ''} |`)
+    const floor = report.glibc[target] ?? (report.musl[plain] ? `none (needs musl's ${report.musl[plain].needs.join(', ')})` : '')
+    lines.push(`| ${target} | ${b.ok ? 'yes' : b.notHere ? 'not here' : 'FAILED'} | ${b.via} | ${b.seconds ?? ''} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, min cosine ${runHere.minCosine.toFixed(12)}` : ''})` : ''} |`)
   }
   if (report.musl.tests) lines.push('', `musl Rust tests (x86_64, native): ${report.musl.tests.passed} passed, ${report.musl.tests.failed} failed in ${report.musl.tests.seconds} s`)
   lines.push('', `publint: ${report.lint.publint?.ok ? 'clean' : 'problems'}; attw: ${report.lint.attw?.ok ? 'clean' : 'problems'}`)

@@ -142,8 +142,11 @@ export function installAndSmoke({ registryEnv, platform = 'native', extra = [], 
     }
     const smoke = JSON.parse(fs.readFileSync(resultFile, 'utf8'))
     const compilerCalls = fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8').trim().split('\n') : []
-    const installed = JSON.parse(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8')).packages
-    const packages = Object.keys(installed).filter((k) => k).map((k) => `${k.replace(/^node_modules\//, '')}@${installed[k].version}`)
+    // What npm put in node_modules (the lock file also lists the optional packages it skipped for os/cpu).
+    const locked = JSON.parse(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8')).packages
+    const packages = Object.keys(locked)
+      .filter((k) => k && fs.existsSync(path.join(dir, k, 'package.json')))
+      .map((k) => `${k.replace(/^node_modules\//, '')}@${locked[k].version}`)
     return { platform, installSeconds, compilerCalls, hookStatus, smoke, packages, dir }
   } finally {
     if (!keep) fs.rmSync(dir, { recursive: true, force: true })

@@ -26,6 +26,8 @@ function cosine(a, b) {
 async function main() {
   const required = require('embedding-service')
   step('require', typeof required.EmbeddingService)
+  // Which binary the loader took: native modules stay in require's cache like any other.
+  result.binary = Object.keys(require.cache).filter((k) => k.endsWith('.node')).map((k) => path.basename(path.dirname(k)) + '/' + path.basename(k))
   const imported = await import('embedding-service')
   step('import', typeof imported.EmbeddingService)
   if (imported.EmbeddingService !== required.EmbeddingService) throw new Error('import and require gave different classes')
