@@ -5,8 +5,8 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { platformName, platformNames, prebuiltPackages } = require('./platform.js')
-const { name: packageName, version } = require('./package.json')
+const { platformName, platformNames, prebuiltPackages, shippedPlatform } = require('./platform.js')
+const { name: packageName, version, napi } = require('./package.json')
 
 function fail(code, message) {
   const err = new Error(message)
@@ -22,13 +22,11 @@ function loadBinding() {
     if (fs.existsSync(file)) return require(file)
   }
 
-  const absent = []
   for (const pkg of prebuiltPackages(packageName)) {
     let manifest
     try {
       manifest = require.resolve(`${pkg}/package.json`)
     } catch {
-      absent.push(pkg)
       continue
     }
     // An installed package must be this release's own: a binary from another version may not match this
@@ -48,12 +46,16 @@ function loadBinding() {
       throw fail('ERR_NATIVE_BINARY_LOAD', `${pkg} ${found} is installed but its binary does not load here: ${err && err.message}`)
     }
   }
+  const shipped = shippedPlatform(napi.targets)
   throw fail(
     'ERR_NATIVE_BINARY_MISSING',
-    `${packageName} has no native binary for ${name}: none of ${absent.join(', ')} is installed and there is no ` +
-      `local build (${path.basename(local)}). If ${name} has a prebuilt package, reinstall without ` +
-      `--omit=optional / --no-optional; otherwise install a Rust toolchain (https://rustup.rs) and run ` +
-      `\`npm rebuild ${packageName}\` with EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1 to build it from source.`,
+    `${packageName} has no native binary for ${name}: ` +
+      (shipped
+        ? `${packageName}-${shipped} is not installed; reinstall without --omit=optional / --no-optional, or install ` +
+          `${packageName}-${shipped}@${version}. `
+        : `no prebuilt package ships for ${name} and there is no local build (${path.basename(local)}). `) +
+      `To build from source, install a Rust toolchain (https://rustup.rs) and run \`npm rebuild ${packageName}\` ` +
+      `with EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1.`,
   )
 }
 

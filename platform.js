@@ -55,4 +55,13 @@ function prebuiltPackages(packageName) {
   return [...cuda, ...names.map((n) => `${packageName}-${n}`)]
 }
 
-module.exports = { platformName, platformNames, platformOfTarget, prebuiltPackages }
+/**
+ * The platform package a release ships for this process (named by package.json's napi.targets), or null where
+ * none ships: on Windows the MinGW build, although a local build is named after MSVC.
+ */
+function shippedPlatform(napiTargets) {
+  const shipped = napiTargets.map(platformOfTarget)
+  return platformNames().find((n) => shipped.includes(n)) ?? null
+}
+
+module.exports = { platformName, platformNames, platformOfTarget, prebuiltPackages, shippedPlatform }

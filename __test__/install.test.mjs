@@ -10,7 +10,7 @@ import { createRequire } from 'node:module'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { root } from './helpers.mjs'
 
-const { platformName } = createRequire(import.meta.url)('../platform.js')
+const { platformName, platformOfTarget } = createRequire(import.meta.url)('../platform.js')
 const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const name = platformName()
 const binary = path.join(root, `${pkg.napi.binaryName}.${name}.node`)
@@ -20,13 +20,19 @@ let marker
 let bin
 const installed = () => path.join(dir, 'node_modules', pkg.name)
 
-/** The main package as npm unpacks it: the files package.json ships, sources included. */
-function layMain() {
+/**
+ * The main package as npm unpacks it: the files package.json ships, sources included, and the
+ * optionalDependencies `napi pre-publish` writes (`published: false`: as from git, without them).
+ */
+function layMain({ published = true, targets = pkg.napi.targets } = {}) {
   const dest = installed()
-  for (const file of ['package.json', 'index.js', 'index.mjs', 'platform.js', 'service.js', 'Cargo.toml', 'scripts/install.mjs', 'scripts/build.mjs', 'src/lib.rs']) {
+  for (const file of ['index.js', 'index.mjs', 'platform.js', 'service.js', 'Cargo.toml', 'scripts/install.mjs', 'scripts/build.mjs', 'src/lib.rs']) {
     fs.mkdirSync(path.dirname(path.join(dest, file)), { recursive: true })
     fs.copyFileSync(path.join(root, file), path.join(dest, file))
   }
+  const manifest = { ...pkg, napi: { ...pkg.napi, targets } }
+  if (published) manifest.optionalDependencies = Object.fromEntries(targets.map((t) => [`${pkg.name}-${platformOfTarget(t)}`, pkg.version]))
+  fs.writeFileSync(path.join(dest, 'package.json'), JSON.stringify(manifest))
 }
 
 function layPlatformPackage(suffix, version) {
@@ -70,14 +76,33 @@ describe('install hook of an installed package', () => {
     expect(load().stdout.trim()).toBe('function')
   })
 
-  it('without the platform package or cargo, fails with one error that says what to install', () => {
+  it('without its platform package, fails at once with what to do, and never reaches for cargo', () => {
     const r = hook()
     expect(r.status).toBe(1)
     expect(r.stderr).toContain(`${pkg.name}-${name} (an optional dependency) was not installed`)
     expect(r.stderr).toContain('--omit=optional')
-    expect(r.stderr).toContain('install a Rust toolchain (https://rustup.rs)')
+    expect(r.stderr).toContain('EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1')
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
-    // Only asked whether cargo is there; never built.
+    expect(r.calls).toEqual([])
+  })
+
+  it('installed from git (no optionalDependencies), names the platform package to install beside it', () => {
+    layMain({ published: false })
+    const r = hook()
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`names no prebuilt packages`)
+    expect(r.stderr).toContain(`install ${pkg.name}-${name}@${pkg.version} beside it`)
+    expect(r.calls).toEqual([])
+  })
+
+  it('on a platform no release ships and without cargo, says what to install', () => {
+    layMain({ targets: pkg.napi.targets.filter((t) => platformOfTarget(t) !== name) })
+    const r = hook()
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`no prebuilt binary ships for ${name}`)
+    expect(r.stderr).toContain('install one from https://rustup.rs')
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    // Only asked whether cargo is there.
     expect(r.calls).toEqual(['cargo --version'])
   })
 
@@ -86,6 +111,15 @@ describe('install hook of an installed package', () => {
     const r = hook()
     expect(r.status).toBe(1)
     expect(r.stderr).toContain(`the installed ${pkg.name}-${name} 0.0.1 is not version ${pkg.version}`)
+    expect(r.calls).toEqual([])
+  })
+
+  it.runIf(name === 'linux-x64-gnu')('fails on a stale CUDA package beside a current one, as the loader would', () => {
+    layPlatformPackage(name, pkg.version)
+    layPlatformPackage(`${name}-cuda`, '0.0.1')
+    const r = hook()
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`${pkg.name}-${name}-cuda 0.0.1 is not version ${pkg.version}`)
   })
 
   it('builds from source when asked to (EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1), even with a prebuilt installed', () => {
@@ -116,10 +150,11 @@ describe('loader of an installed package', () => {
     expect(err.message).toContain(`npm uninstall ${pkg.name}-${name}-cuda`)
   })
 
-  it('with no binary at all, says which packages it looked for with ERR_NATIVE_BINARY_MISSING', () => {
+  it('with no binary at all, names the package to install with ERR_NATIVE_BINARY_MISSING', () => {
     const err = JSON.parse(load().stdout)
     expect(err.code).toBe('ERR_NATIVE_BINARY_MISSING')
-    expect(err.message).toContain(`${pkg.name}-${name}`)
+    expect(err.message).toContain(`${pkg.name}-${name} is not installed`)
+    expect(err.message).toContain(`${pkg.name}-${name}@${pkg.version}`)
     expect(err.message).toContain('EMBEDDING_SERVICE_BUILD_FROM_SOURCE=1')
   })
 

@@ -40,6 +40,8 @@ describe('release workflow', () => {
     const win = matrix('build').find((m) => m.target.includes('windows'))
     expect(win.host).toMatch(/^ubuntu/)
     expect(runs('build')).toContain('gcc-mingw-w64-x86-64')
+    const dlls = workflow.jobs.build.steps.find((s) => s.name === 'DLL imports')
+    expect(dlls.run).toBe('node scripts/release/targets.mjs dll-imports *.node')
   })
 
   it('tests every target on a runner that can execute it, without the remote engine or the CUDA build', () => {
@@ -58,6 +60,9 @@ describe('release workflow', () => {
       expect(vitest).toContain('--exclude __test__/cuda-fallback.test.mjs')
       expect(runs(job)).not.toMatch(/remote-engine|--features cuda|npm test\b/)
     }
+    // musl runs in Alpine by docker on the host (no JavaScript actions inside Alpine on arm64).
+    expect(workflow.jobs['test-musl'].container).toBeUndefined()
+    expect(runs('test-musl')).toMatch(/^docker run --rm .* node:20-alpine /m)
   })
 
   it('runs only on runner images that exist', () => {
@@ -86,6 +91,12 @@ describe('release workflow', () => {
     expect(workflow.jobs.publish.needs.sort()).toEqual(['build-cuda', 'test', 'test-musl'])
     expect(workflow.on.push.tags).toEqual(['v*'])
     const publish = runs('publish')
+    expect(publish).toContain('test "v$(node -p "require(\'./package.json\').version")" = "$GITHUB_REF_NAME"')
+    // id-token: write is there for npm's provenance, which every publish step asks for.
+    expect(workflow.jobs.publish.permissions['id-token']).toBe('write')
+    for (const step of workflow.jobs.publish.steps.filter((s) => /publish/.test(s.run ?? ''))) {
+      expect(step.env?.NPM_CONFIG_PROVENANCE, step.run).toBe(true)
+    }
     expect(publish).toContain('npx napi artifacts')
     expect(publish).toContain('npx napi pre-publish -t npm')
     // release:local runs the same two commands (scripts/release/packages.mjs).
@@ -95,12 +106,18 @@ describe('release workflow', () => {
   })
 
   it('has a build recipe for every target and no other, none of which lets napi overwrite the loader or types', async () => {
-    const { TARGETS, napiBuild } = await import('../scripts/release/targets.mjs')
+    const { TARGETS, napiArgs } = await import('../scripts/release/targets.mjs')
     expect(Object.keys(TARGETS).sort()).toEqual([...targets].sort())
-    for (const target of targets.filter((t) => !TARGETS[t].args.includes('-x') && !t.includes('apple'))) {
-      const { args } = napiBuild(target, 'out')
-      expect(args.join(' ')).toMatch(/ --no-js --dts target\/napi-generated\.d\.ts /)
+    for (const target of targets) {
+      for (const host of ['linux', 'darwin']) {
+        if (target === 'aarch64-apple-darwin' && host === 'linux') {
+          expect(() => napiArgs(target, 'out', host)).toThrow(/needs the macOS SDK/)
+          continue
+        }
+        expect(napiArgs(target, 'out', host).join(' ')).toMatch(/ --no-js --dts target\/napi-generated\.d\.ts /)
+      }
     }
+    expect(napiArgs('aarch64-apple-darwin', 'out', 'darwin')).toContain('metal')
     for (const t of targets) expect(TARGETS[t].args.join(' ') + ' ').toMatch(new RegExp(`--target ${t}[. ]`))
     // Metal on Apple silicon, built where Xcode has its framework.
     expect(TARGETS['aarch64-apple-darwin'].macArgs).toEqual(['--features', 'metal'])
@@ -154,7 +171,8 @@ describe('npm/ platform packages', () => {
 
 describe('npm pack', () => {
   it('lists exactly the files a user needs: loader, types, adapter, and the sources for a source build', () => {
-    const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }))
+    // npm is npm.cmd on Windows, which only a shell finds.
+    const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', shell: process.platform === 'win32' }))
     const files = packed.files.map((f) => f.path).sort()
     // Every file under src/: the Rust sources and the data they include (the stop-word list).
     const sources = fs

@@ -47,6 +47,7 @@ const file = { win32: 'embedding_service.dll', darwin: 'libembedding_service.dyl
 const built = path.join(targetDir, ...(zigTarget ? [zigTarget.split('.')[0]] : []), debug ? 'debug' : 'release', file)
 const dest = out ? path.resolve(out) : path.join(root, `embedding-service.${platformName()}.node`)
 // Copy then rename, so a process loading the addon never sees a half-written file.
+fs.mkdirSync(path.dirname(dest), { recursive: true })
 fs.copyFileSync(built, `${dest}.tmp`)
 fs.renameSync(`${dest}.tmp`, dest)
 process.stderr.write(`[embedding-service] built ${path.relative(root, dest)}\n`)

@@ -14,7 +14,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { debianTools, rustTargets, zigBin } from './release/tools.mjs'
-import { GLIBC_FLOOR, TARGETS, compareVersions, glibcFloor, napiBuild } from './release/targets.mjs'
+import { GLIBC_FLOOR, TARGETS, compareVersions, glibcFloor, mingwRuntimeImports, napiBuild, windowsImports } from './release/targets.mjs'
 import { startRegistry } from './release/registry.mjs'
 import { npm, publishRelease } from './release/packages.mjs'
 import { installAndSmoke } from './release/install-check.mjs'
@@ -123,6 +123,10 @@ async function main() {
     else report.musl[target] = { glibcSymbols: glibcFloor(file), needs: needed(file) }
   }
   if (cudaBinary) report.glibc['x86_64-unknown-linux-gnu (CUDA)'] = glibcFloor(cudaBinary)
+  for (const target of built.filter((t) => t.includes('-windows-'))) {
+    const file = path.join(artifactsDir, `${pkg.napi.binaryName}.${platformOfTarget(target)}.node`)
+    report.windows = { [target]: { imports: windowsImports(file), mingwRuntime: mingwRuntimeImports(file) } }
+  }
 
   // 4. musl: the Rust tests of x86_64-unknown-linux-musl run here natively (static test binaries).
   if (!flag('no-musl-tests') && built.includes('x86_64-unknown-linux-musl')) {
@@ -192,6 +196,7 @@ async function main() {
     // musl's loader answers a "libc.so" dependency itself; glibc's is libc.so.6 with ld-linux.
     ...Object.entries(report.musl).filter(([t, v]) => t !== 'tests' && (v.glibcSymbols || v.needs.some((n) => n === 'libc.so.6' || n.startsWith('ld-linux')))).map(([t]) => `${t} needs glibc`),
     ...(report.musl.tests && !report.musl.tests.ok ? ['musl tests'] : []),
+    ...Object.entries(report.windows ?? {}).filter(([, w]) => w.mingwRuntime.length).map(([t, w]) => `${t} imports ${w.mingwRuntime.join(', ')}`),
     ...Object.entries(report.installs).filter(([, i]) => !i.ok).map(([n]) => `install ${n}`),
     ...Object.entries(report.lint).filter(([, l]) => !l.ok).map(([n]) => n),
   ]
@@ -209,6 +214,7 @@ function printSummary() {
     const floor = report.glibc[target] ?? (report.musl[plain] ? `none (needs musl's ${report.musl[plain].needs.join(', ')})` : '')
     lines.push(`| ${target} | ${b.ok ? 'yes' : b.notHere ? 'not here' : 'FAILED'} | ${b.via} | ${b.seconds ?? ''} | ${floor} | ${runHere ? `${runHere.ok ? 'ok' : 'FAILED'} (${RUN_HERE[plain] ?? 'native'}${runHere.ok ? `, install ${runHere.installSeconds} s, min cosine ${runHere.minCosine.toFixed(12)}` : ''})` : ''} |`)
   }
+  for (const [t, w] of Object.entries(report.windows ?? {})) lines.push('', `${t} imports ${w.imports.join(', ')} (MinGW runtime: ${w.mingwRuntime.join(', ') || 'none'})`)
   if (report.musl.tests) lines.push('', `musl Rust tests (x86_64, native): ${report.musl.tests.passed} passed, ${report.musl.tests.failed} failed in ${report.musl.tests.seconds} s`)
   lines.push('', `publint: ${report.lint.publint?.ok ? 'clean' : 'problems'}; attw: ${report.lint.attw?.ok ? 'clean' : 'problems'}`)
   for (const [target, b] of Object.entries(report.builds).filter(([, b]) => !b.ok)) lines.push('', `${target}: ${b.notHere ? '' : 'did not build: '}${b.error}`)

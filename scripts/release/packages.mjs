@@ -54,13 +54,9 @@ export function publishRelease({ stageDir, artifactsDir, env, targets, cudaBinar
     const file = path.join(main, 'npm', name, `${pkg.napi.binaryName}.${name}.node`)
     if (!fs.existsSync(file)) throw new Error(`napi artifacts left npm/${name} without its binary (${path.basename(file)})`)
   }
-  // pre-publish reads the head commit (for a GitHub release, which needs GITHUB_REPOSITORY and is skipped
-  // without it), so the staging folder is a repository of one commit.
-  const git = (...args) => execFileSync('git', ['-c', 'user.name=release', '-c', 'user.email=release@localhost', ...args], { cwd: main, stdio: 'pipe' })
-  git('init', '-q')
-  git('commit', '-q', '--allow-empty', '-m', `v${pkg.version}`)
-  log('napi pre-publish -t npm (publishes the platform packages)')
-  napi(['pre-publish', '-t', 'npm', '--cwd', main, '--npm-dir', 'npm'], { cwd: main, env: { ...env, GITHUB_REPOSITORY: '' } })
+  // No GitHub release here (the forge's publish job makes one): without it pre-publish needs no git either.
+  log('napi pre-publish -t npm --no-gh-release (publishes the platform packages)')
+  napi(['pre-publish', '-t', 'npm', '--no-gh-release', '--cwd', main, '--npm-dir', 'npm'], { cwd: main, env })
   if (cudaBinary) {
     const dir = cudaPackage(path.join(main, 'npm'), cudaBinary, pkg.version)
     log(`npm publish ${path.relative(stageDir, dir)}`)
@@ -81,6 +77,7 @@ export function cudaPackage(npmDir, binary, version) {
   fs.mkdirSync(dir, { recursive: true })
   const main = `${base.name.replace(/-linux-x64-gnu$/, '')}.linux-x64-gnu-cuda.node`
   fs.copyFileSync(binary, path.join(dir, main))
+  fs.copyFileSync(path.join(root, 'LICENSE'), path.join(dir, 'LICENSE'))
   const manifest = {
     ...base,
     name: `${base.name}-cuda`,

@@ -55,18 +55,21 @@ export async function startRegistry({ log = () => {} } = {}) {
     ].join('\n'),
   )
   const bin = require.resolve('verdaccio/bin/verdaccio')
-  const child = spawn(process.execPath, [bin, '--config', config, '--listen', `127.0.0.1:${port}`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout.on('data', (d) => (output += d))
-  child.stderr.on('data', (d) => (output += d))
+  // Its output goes to a file, not a pipe: the callers block in execFileSync (npm publish, npm install) while
+  // it runs, and a pipe nobody drains would stall it.
+  const outFile = path.join(dir, 'verdaccio.out')
+  const out = fs.openSync(outFile, 'w')
+  const child = spawn(process.execPath, [bin, '--config', config, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', out, out] })
+  fs.closeSync(out)
+  const output = () => fs.readFileSync(outFile, 'utf8')
   const exited = new Promise((resolve) => child.once('exit', resolve))
 
   const stop = async () => {
-    if (child.exitCode === null) {
+    if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM')
+      const killer = setTimeout(() => child.kill('SIGKILL'), 5000)
       await exited
+      clearTimeout(killer)
     }
     fs.rmSync(dir, { recursive: true, force: true })
   }
@@ -74,12 +77,12 @@ export async function startRegistry({ log = () => {} } = {}) {
     // Verdaccio answers /-/ping once it listens; the child's exit ends the wait with its output.
     const deadline = Date.now() + 60_000
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`verdaccio exited (${child.exitCode}):\n${output}`)
+      if (child.exitCode !== null) throw new Error(`verdaccio exited (${child.exitCode}):\n${output()}`)
       try {
         const res = await fetch(`${url}-/ping`)
         if (res.ok) break
       } catch {}
-      if (Date.now() > deadline) throw new Error(`verdaccio did not answer on ${url} within 60 s:\n${output}`)
+      if (Date.now() > deadline) throw new Error(`verdaccio did not answer on ${url} within 60 s:\n${output()}`)
       await new Promise((r) => setTimeout(r, 100))
     }
     const user = 'release-rehearsal'

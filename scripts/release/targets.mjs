@@ -70,15 +70,26 @@ function libnodeStub() {
   return dir
 }
 
-/** The napi build command line for `target` on this host: [args, env]. */
-export function napiBuild(target, outputDir, log = () => {}) {
+/**
+ * The `napi build` arguments for `target` on a host (`darwin` or another): nothing is installed or run.
+ * --no-js and --dts elsewhere keep napi from replacing the hand-written index.js and index.d.ts.
+ */
+export function napiArgs(target, outputDir, host = process.platform) {
   const how = TARGETS[target]
   if (!how) throw new Error(`no build recipe for ${target} (targets: ${Object.keys(TARGETS).join(', ')})`)
-  const onMac = process.platform === 'darwin'
+  const onMac = host === 'darwin'
   const apple = target.includes('apple')
   if (apple && !onMac && !how.zigArgs) throw new Error(`${target} cannot be built here: ${how.elsewhere}`)
   const extra = apple ? (onMac ? how.macArgs ?? [] : how.zigArgs) : []
-  const args = ['build', '--platform', '--release', ...how.args, ...extra, '--no-js', '--dts', 'target/napi-generated.d.ts', '--output-dir', outputDir]
+  return ['build', '--platform', '--release', ...how.args, ...extra, '--no-js', '--dts', 'target/napi-generated.d.ts', '--output-dir', outputDir]
+}
+
+/** The napi build command line for `target` on this host, with the toolchains it needs installed: {args, env}. */
+export function napiBuild(target, outputDir, log = () => {}) {
+  const how = TARGETS[target]
+  const args = napiArgs(target, outputDir)
+  const apple = target.includes('apple')
+  const onMac = process.platform === 'darwin'
   const usesZig = args.includes('-x')
   const env = {
     ...how.env,
@@ -97,6 +108,21 @@ export function glibcFloor(file) {
   return versions.at(-1) ?? null
 }
 
+/** The DLLs a Windows binary imports (MinGW's objdump reads its import table). */
+export function windowsImports(file) {
+  const out = execFileSync('x86_64-w64-mingw32-objdump', ['-p', file], { encoding: 'utf8', maxBuffer: 1 << 28 })
+  return [...new Set([...out.matchAll(/DLL Name: (\S+)/g)].map((m) => m[1]))]
+}
+
+/**
+ * Imports of MinGW's own runtime (libstdc++-6, libgcc_s_seh-1, libwinpthread-1: every one named lib*.dll),
+ * which a user's Windows lacks; the Windows build must link them statically. Wine and a runner whose PATH holds
+ * a MinGW bin folder would hide the gap, so the import table is read instead.
+ */
+export function mingwRuntimeImports(file) {
+  return windowsImports(file).filter((dll) => /^lib.*\.dll$/i.test(dll))
+}
+
 export const compareVersions = (a, b) => a.localeCompare(b, undefined, { numeric: true })
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -106,6 +132,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.stderr.write(`napi ${args.slice(1).join(' ')}\n`)
     const r = spawnSync(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: 'inherit' })
     process.exit(r.status ?? 1)
+  } else if (command === 'dll-imports') {
+    const bad = mingwRuntimeImports(a)
+    process.stdout.write(`${path.basename(a)} imports ${windowsImports(a).join(', ')}\n`)
+    if (bad.length) {
+      process.stderr.write(`it needs MinGW's runtime DLLs, which Windows does not have: ${bad.join(', ')}\n`)
+      process.exit(1)
+    }
   } else if (command === 'glibc-floor') {
     const floor = glibcFloor(a)
     process.stdout.write(`${path.basename(a)} needs glibc ${floor ?? '(none)'}\n`)
@@ -114,7 +147,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       process.exit(1)
     }
   } else {
-    process.stderr.write('usage: targets.mjs build <target> <output dir> | glibc-floor <file> [<max>]\n')
+    process.stderr.write('usage: targets.mjs build <target> <output dir> | glibc-floor <file> [<max>] | dll-imports <file>\n')
     process.exit(2)
   }
 }
