@@ -31,6 +31,15 @@ export type ErrorCode =
   | 'ERR_REMOTE'
   /** A bug inside the addon (for example a caught Rust panic); the service stays usable. */
   | 'ERR_INTERNAL'
+  /**
+   * Thrown by `require`/`import` of this package: no native binary for this platform is installed (the
+   * message names the package to install, or how to build from source).
+   */
+  | 'ERR_NATIVE_BINARY_MISSING'
+  /** Thrown by `require`/`import`: an installed platform or CUDA package is of another version than this one. */
+  | 'ERR_NATIVE_BINARY_VERSION'
+  /** Thrown by `require`/`import`: the installed platform package's binary does not load here (the cause is quoted). */
+  | 'ERR_NATIVE_BINARY_LOAD'
 
 /** The shape of every error from this package. */
 export interface EmbeddingError extends Error {

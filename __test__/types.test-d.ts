@@ -115,5 +115,6 @@ describe('index.d.ts', () => {
   it('exposes error codes', () => {
     expectTypeOf<EmbeddingError['code']>().toEqualTypeOf<ErrorCode>()
     expectTypeOf<'ERR_CLOSED'>().toMatchTypeOf<ErrorCode>()
+    expectTypeOf<'ERR_NATIVE_BINARY_VERSION'>().toMatchTypeOf<ErrorCode>()
   })
 })
