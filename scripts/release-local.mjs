@@ -13,7 +13,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { debianTools, rustTargets, zigBin } from './release/tools.mjs'
+import { debianTools, devBin, rustTargets, zigBin } from './release/tools.mjs'
 import { GLIBC_FLOOR, TARGETS, compareVersions, glibcFloor, mingwRuntimeImports, napiBuild, windowsImports } from './release/targets.mjs'
 import { startRegistry } from './release/registry.mjs'
 import { npm, publishRelease } from './release/packages.mjs'
@@ -52,12 +52,6 @@ function run(cmd, cmdArgs, { env = {}, logFile, cwd = root } = {}) {
   const r = spawnSync(cmd, cmdArgs, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 28 })
   if (logFile) fs.writeFileSync(logFile, `$ ${cmd} ${cmdArgs.join(' ')}\n${r.stdout ?? ''}${r.stderr ?? ''}`)
   return r
-}
-
-/** A dev dependency's command, run with this Node (some packages do not export their package.json). */
-function binOf(name, bin) {
-  const dir = path.join(root, 'node_modules', name)
-  return path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).bin[bin])
 }
 
 const tail = (text, n = 6) => (text ?? '').trim().split('\n').slice(-n).join('\n')
@@ -149,9 +143,9 @@ async function main() {
     // publint and attw on the main package as packed for the registry.
     const main = path.join(stageDir, 'package')
     const tgz = JSON.parse(npm(['pack', '--json', '--ignore-scripts', '--pack-destination', out], { cwd: main }))[0].filename
-    const publint = run(process.execPath, [binOf('publint', 'publint'), 'run', '--strict', main], { logFile: path.join(logsDir, 'publint.log') })
+    const publint = run(process.execPath, [devBin('publint', 'publint'), 'run', '--strict', main], { logFile: path.join(logsDir, 'publint.log') })
     report.lint.publint = { ok: publint.status === 0, output: tail(publint.stdout + publint.stderr, 20) }
-    const attw = run(process.execPath, [binOf('@arethetypeswrong/cli', 'attw'), path.join(out, tgz), '--format', 'ascii'], { logFile: path.join(logsDir, 'attw.log') })
+    const attw = run(process.execPath, [devBin('@arethetypeswrong/cli', 'attw'), path.join(out, tgz), '--format', 'ascii'], { logFile: path.join(logsDir, 'attw.log') })
     report.lint.attw = { ok: attw.status === 0, output: tail(attw.stdout + attw.stderr, 30) }
     log(`publint: ${report.lint.publint.ok ? 'clean' : 'PROBLEMS'}; attw: ${report.lint.attw.ok ? 'clean' : 'PROBLEMS'}`)
 

@@ -6,11 +6,11 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { devBin } from './tools.mjs'
 
 const require = createRequire(import.meta.url)
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const { platformOfTarget } = require('../../platform.js')
-const napiCli = path.join(path.dirname(require.resolve('@napi-rs/cli/package.json')), require('@napi-rs/cli/package.json').bin.napi)
 const npmCli = process.env.npm_execpath && /npm-cli\.js$/.test(process.env.npm_execpath) ? process.env.npm_execpath : null
 
 /** Runs npm with the given environment additions (npm_execpath when npm started us, else npm on PATH). */
@@ -20,7 +20,7 @@ export function npm(args, { cwd, env = {}, stdio = 'pipe' } = {}) {
 }
 
 function napi(args, { cwd, env = {} }) {
-  return execFileSync(process.execPath, [napiCli, ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', stdio: 'pipe' })
+  return execFileSync(process.execPath, [devBin('@napi-rs/cli', 'napi'), ...args], { cwd, env: { ...process.env, ...env }, encoding: 'utf8', stdio: 'pipe' })
 }
 
 /**

@@ -6,7 +6,8 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cacheDir, zigBin } from './tools.mjs'
+import { cacheRoot } from '../python.mjs'
+import { devBin, zigBin } from './tools.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -46,11 +47,6 @@ export const TARGETS = {
   },
 }
 
-function napiBin() {
-  const dir = path.join(root, 'node_modules', '@napi-rs', 'cli')
-  return path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).bin.napi)
-}
-
 /**
  * napi-build links windows-gnu addons with `-lnode` and panics unless a folder holding `libnode.dll` is found
  * (LIBNODE_PATH); that suits MSYS2's Node, not nodejs.org's node.exe. napi-rs resolves every Node-API function
@@ -60,7 +56,7 @@ function napiBin() {
  * shows no node.exe import.
  */
 function libnodeStub() {
-  const dir = path.join(cacheDir(), 'release-tools', 'libnode-stub')
+  const dir = path.join(cacheRoot(), 'release-tools', 'libnode-stub')
   if (!fs.existsSync(path.join(dir, 'libnode.dll.a'))) {
     fs.mkdirSync(dir, { recursive: true })
     fs.writeFileSync(path.join(dir, 'node.def'), 'LIBRARY node.exe\nEXPORTS\n')
@@ -97,7 +93,7 @@ export function napiBuild(target, outputDir, log = () => {}) {
     ...(usesZig ? { PATH: `${zigBin(log)}${path.delimiter}${process.env.PATH}` } : {}),
     ...(target.endsWith('windows-gnu') ? { LIBNODE_PATH: libnodeStub() } : {}),
   }
-  return { args: [napiBin(), ...args], env }
+  return { args: [devBin('@napi-rs/cli', 'napi'), ...args], env }
 }
 
 /** The newest GLIBC_x.y symbol version a binary needs (null for none), from its dynamic symbol table. */

@@ -3,18 +3,24 @@
 // MinGW-w64 (Windows), qemu-user with the arm64 C libraries, and wine64.
 import { execFileSync, spawnSync } from 'node:child_process'
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { cacheRoot, python } from '../python.mjs'
 
-export const cacheDir = cacheRoot
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+/** A dev dependency's command (package.json `bin`), to run with this Node; some packages do not export their package.json. */
+export function devBin(name, bin) {
+  const dir = path.join(root, 'node_modules', name)
+  return path.join(dir, JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).bin[bin])
+}
 
 const ZIG = 'ziglang==0.13.0'
 const ZIGBUILD = 'cargo-zigbuild==0.24.1'
 
 /** A folder holding `zig` and `cargo-zigbuild`, to put first on PATH. */
 export function zigBin(log) {
-  const venv = path.join(cacheDir(), `zig-venv-${ZIG.split('==')[1]}`)
+  const venv = path.join(cacheRoot(), `zig-venv-${ZIG.split('==')[1]}`)
   const bin = path.join(venv, 'bin')
   const marker = path.join(venv, '.complete')
   if (!fs.existsSync(marker)) {
