@@ -2,10 +2,12 @@
 // import { NativeEmbeddingBackend } from 'embedding-service/daemon'
 import type { EmbeddingServiceOptions, ProgressEvent } from './index.js'
 
-/** The daemon's TextChunk: only `content` and `chunkIndex` are read (its other fields are carried along). */
+/** The daemon's TextChunk: `content`, `chunkIndex` and `metadata`'s labels are read (its other fields are carried along). */
 export interface TextChunk {
   content: string
   chunkIndex: number
+  /** Read by `generateEmbeddings` to recognise the daemon's search queries. */
+  metadata?: { sourceFile?: string; sourceType?: string; [key: string]: unknown }
 }
 
 export interface EmbeddingVector {
@@ -36,20 +38,29 @@ export interface EmbeddingResult<C extends TextChunk = TextChunk> {
   success: true
 }
 
-/** `uninitialized` (before `initialize()` or after `shutdown()`), `idle` (no model loaded), `loading`, `ready`,
- * `unloading`, `error` (the last load failed). */
+/** `uninitialized` (before `initialize()` or after `shutdown()`), `idle` (no model selected), `loading`, `ready`
+ * (a model is selected and usable: also while the keep-alive has returned its memory, since the next request
+ * reloads it), `unloading`, `error` (the last load failed). */
 export type BackendState = 'uninitialized' | 'idle' | 'loading' | 'ready' | 'unloading' | 'error'
 
 /** The daemon's HealthCheckResponse, plus the Python service's extra fields. */
 export interface HealthCheckResponse {
-  /** 'healthy' when a model is loaded; 'idle', 'loading' or 'unloading' otherwise; 'unhealthy' before
-   * `initialize()` or after a failed load. */
+  /** 'healthy' when a model is selected and usable; 'idle', 'loading' or 'unloading' otherwise; 'unhealthy'
+   * before `initialize()` or after a failed load. */
   status: 'healthy' | 'idle' | 'loading' | 'unloading' | 'unhealthy'
   state: BackendState | 'error'
   loading_progress?: number
   current_model?: string | null
-  /** Whether the model is in memory now (read from the service, never assumed). */
+  /**
+   * Whether a model is selected and usable, as the daemon's bridge reads it. True also after the keep-alive has
+   * returned the model's memory (the Python service's health check says the same): the next request reloads
+   * it, so there is nothing for the daemon to wait for.
+   */
   model_loaded: boolean
+  /** Whether the model's weights are in memory right now (false after the keep-alive's idle unload). */
+  model_resident?: boolean
+  /** The idle keep-alive in force, in seconds; -1 for never. */
+  keep_alive_seconds?: number
   /** True when the model runs on CUDA or Metal. */
   gpu_available: boolean
   /** This process's resident memory. */
@@ -115,8 +126,16 @@ export interface SemanticScore {
   score: number
 }
 
-/** The daemon's config (`modelName`, `timeout`, ...), plus any EmbeddingService option to pass through.
- * `keepAliveMs` defaults to -1 here: the daemon unloads models itself. */
+/**
+ * The daemon's config (`modelName`, `timeout`, ...), plus any EmbeddingService option to pass through.
+ *
+ * Keep-alive: after this long with no work the model's memory is returned, invisibly to the daemon (see
+ * `HealthCheckResponse.model_loaded`), and the next request reloads it. As the Python service reads it: 60
+ * minutes; else `embeddings.python.processManagement.keepAliveMinutes` of the daemon's
+ * `system-configuration.json` (the folder holding the `node_modules` this package is installed in, or
+ * `systemConfigPath`); else `keepAliveMinutes`; then the environment's `FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS`;
+ * then `testConfig.keepAliveSeconds`. An explicit `keepAliveMs` (-1: never) overrides all of them.
+ */
 export interface BackendConfig extends Partial<Omit<EmbeddingServiceOptions, 'model' | 'onProgress'>> {
   /** The model to load at `initialize()`; default '' (none until `loadModel`). */
   modelName?: string
@@ -124,6 +143,12 @@ export interface BackendConfig extends Partial<Omit<EmbeddingServiceOptions, 'mo
   maxRetries?: number
   /** Extra model names `downloadModel` accepts besides the daemon's curated ones. */
   supportedModels?: string[]
+  /** Idle minutes before the model's memory is returned (see above); at least 0. */
+  keepAliveMinutes?: number
+  /** The daemon's test knobs; `keepAliveSeconds` (at least 0) shortens the keep-alive. The others are accepted and unused. */
+  testConfig?: { keepAliveSeconds?: number; crawlingPauseSeconds?: number; shutdownGracePeriodSeconds?: number }
+  /** Where the daemon's system-configuration.json is, when it is not beside the `node_modules` holding this package. */
+  systemConfigPath?: string
   onProgress?: (event: ProgressEvent) => void
   [key: string]: unknown
 }
@@ -164,8 +189,15 @@ export declare class NativeEmbeddingBackend {
   getStatus(): Promise<{ state: BackendState; model?: string | null; progress?: number; error?: string }>
   shutdown(timeoutSeconds?: number): Promise<void>
 
-  /** Embeds chunks in order; 'query' texts run ahead of index work, with E5's query prefix when it applies. */
-  generateEmbeddings(chunks: TextChunk[], textType?: 'query' | 'passage'): Promise<EmbeddingVector[]>
+  /**
+   * Embeds chunks in order. 'query' runs ahead of index work, with E5's query prefix where it applies;
+   * 'passage' is index work. `true`/`false` is the daemon's IEmbeddingModel `immediate` flag (true: a query).
+   * Without a text type, the chunks' labels decide: every chunk with `metadata.sourceFile` 'search-query' (the
+   * daemon's REST search_content), 'document-discovery-query' (its find-documents) or 'query', or with
+   * `metadata.sourceType` 'query', makes a query; anything else is a passage. Another value rejects with
+   * `ERR_INVALID_INPUT`.
+   */
+  generateEmbeddings(chunks: TextChunk[], textType?: 'query' | 'passage' | boolean): Promise<EmbeddingVector[]>
   /** Default textType 'query'. */
   generateSingleEmbedding(text: string, textType?: 'query' | 'passage'): Promise<EmbeddingVector>
   generateQueryEmbedding(query: string): Promise<EmbeddingVector>

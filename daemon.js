@@ -4,6 +4,8 @@
 // 'embedding-service/daemon'. Types and docs: daemon.d.ts.
 'use strict'
 
+const fs = require('node:fs')
+const path = require('node:path')
 const { EmbeddingService } = require('./index.js')
 
 // The daemon's curated models (its config/curated-models.json). `gpu:` models are the ones the daemon runs on
@@ -34,6 +36,79 @@ const CURATED = [
   },
 ]
 
+// The chunk labels the daemon's search paths put on a query it sends through `generateEmbeddings(chunks)`
+// without a text type (okets/folder-mcp d01bb52): its REST `search_content` (src/daemon/rest/server.ts:3083)
+// and `find-documents` (:3397), and its Python service's own `generateQueryEmbedding` (sourceFile 'query',
+// sourceType 'query': python-embedding-service.ts:1538). Every other label is index work: the files' paths,
+// 'ngram-extraction' (key-phrase candidates of a document), 'direct' (its bridge's single text), 'single-text'.
+const QUERY_SOURCE_FILES = new Set(['search-query', 'document-discovery-query', 'query'])
+
+function isQueryChunk(chunk) {
+  const meta = chunk?.metadata
+  return meta != null && (meta.sourceType === 'query' || QUERY_SOURCE_FILES.has(meta.sourceFile))
+}
+
+/**
+ * The text type of a `generateEmbeddings` call: the one given ('query' | 'passage'), the daemon's
+ * `immediate` flag (true: a search, as its IEmbeddingModel documents it), else what the chunks are labelled.
+ */
+function textTypeOf(chunks, textType) {
+  if (textType === 'query' || textType === 'passage') return textType
+  if (textType === true) return 'query'
+  if (textType === undefined || textType === null || textType === false) {
+    return chunks.length > 0 && chunks.every(isQueryChunk) ? 'query' : 'passage'
+  }
+  throw coded('ERR_INVALID_INPUT', `textType must be 'query' or 'passage', got ${JSON.stringify(textType)}`)
+}
+
+// The Python service's keep-alive (its utils/supported_models.py, get_process_management_config): 60 minutes,
+// unless the daemon's system-configuration.json says `embeddings.python.processManagement.keepAliveMinutes`,
+// unless FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS is set (the daemon sets it from `testConfig.keepAliveSeconds`).
+const DEFAULT_KEEP_ALIVE_SECONDS = 3600
+
+/** The folder of the package that installed this one (where the daemon keeps system-configuration.json). */
+function installingPackageRoot(dir = __dirname) {
+  const parts = dir.split(/[\\/]/)
+  const at = parts.lastIndexOf('node_modules')
+  return at > 0 ? parts.slice(0, at).join(path.sep) : null
+}
+
+function keepAliveMinutesFromSystemConfig(file) {
+  try {
+    const json = JSON.parse(fs.readFileSync(file, 'utf8'))
+    const minutes = json?.embeddings?.python?.processManagement?.keepAliveMinutes
+    return typeof minutes === 'number' && Number.isFinite(minutes) && minutes >= 0 ? minutes : undefined
+  } catch {
+    return undefined // no file, or one the Python service would also fall back from
+  }
+}
+
+function nonNegative(name, value) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw coded('ERR_INVALID_INPUT', `${name} must be a number of at least 0, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+/**
+ * Milliseconds of idle before the model's memory is returned, with the Python service's precedence; an explicit
+ * `keepAliveMs` (this package's own option, -1 for never) wins over all of it.
+ */
+function daemonKeepAliveMs(given, env = process.env) {
+  if (given.keepAliveMs !== undefined) return given.keepAliveMs
+  let seconds = DEFAULT_KEEP_ALIVE_SECONDS
+  const root = installingPackageRoot()
+  const systemConfig = given.systemConfigPath ?? (root && path.join(root, 'system-configuration.json'))
+  const fromFile = systemConfig ? keepAliveMinutesFromSystemConfig(systemConfig) : undefined
+  if (fromFile !== undefined) seconds = fromFile * 60
+  if (given.keepAliveMinutes !== undefined) seconds = nonNegative('keepAliveMinutes', given.keepAliveMinutes) * 60
+  const fromEnv = env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS
+  if (fromEnv !== undefined && /^\s*\d+\s*$/.test(fromEnv)) seconds = Number(fromEnv)
+  const test = given.testConfig?.keepAliveSeconds
+  if (test !== undefined) seconds = nonNegative('testConfig.keepAliveSeconds', test)
+  return Math.round(seconds * 1000)
+}
+
 // The options of EmbeddingService that the daemon's config may carry through to it.
 const SERVICE_OPTIONS = [
   'cacheDir', 'revision', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
@@ -57,7 +132,7 @@ function resolveModel(name) {
   if (/^(gpu|cpu|ollama):/.test(name)) {
     throw coded('ERR_MODEL_NOT_FOUND', `Model ${name} is not one of the daemon's curated models this backend runs (${CURATED.map((m) => m.id).join(', ')})`)
   }
-  if (!name.includes('/') && !name.startsWith('.') && !require('node:path').isAbsolute(name)) {
+  if (!name.includes('/') && !name.startsWith('.') && !path.isAbsolute(name)) {
     return { source: `sentence-transformers/${name}`, curated: null }
   }
   return { source: name, curated: null }
@@ -93,10 +168,12 @@ class NativeEmbeddingBackend {
   #serviceOptions
   #svc = null
   #svcModel = null
-  #requiresPrefix = null
+  #requiresPrefix = null // for the model in use: its registry entry's word, else the constructor's
+  #prefixOverride = null
   #initialized = false
   #transition = null // 'loading' | 'unloading' while the adapter itself moves the model
   #loadError = null
+  #placement = null // { device, dtype } of the selected model, kept while the keep-alive has it unloaded
   #loadQueue = Promise.resolve()
   #waiters = new Set()
   #lastHealth = null
@@ -121,26 +198,27 @@ class NativeEmbeddingBackend {
       ...given,
     }
     delete this.config.model
-    this.#serviceOptions = { keepAliveMs: -1 }
+    this.#serviceOptions = {}
     for (const key of SERVICE_OPTIONS) if (given[key] !== undefined) this.#serviceOptions[key] = given[key]
+    this.#serviceOptions.keepAliveMs = daemonKeepAliveMs(given)
     this.#userProgress = given.onProgress
-    if (modelConfig && typeof modelConfig.requiresPrefix === 'boolean') this.#requiresPrefix = modelConfig.requiresPrefix
+    if (modelConfig && typeof modelConfig.requiresPrefix === 'boolean') this.#prefixOverride = modelConfig.requiresPrefix
   }
 
   #userProgress
 
   // ---- state -------------------------------------------------------------------------------------------
 
-  /** 'uninitialized' | 'idle' | 'loading' | 'ready' | 'unloading' | 'error', read from the service. */
+  /**
+   * 'uninitialized' | 'idle' | 'loading' | 'ready' | 'unloading' | 'error': the daemon's view. A selected model
+   * is 'ready' even while the keep-alive has returned its memory: the next request reloads it, so the daemon's
+   * bridge has nothing to wait for (the Python service's health check says the same after its idle unload).
+   */
   #state() {
     if (!this.#initialized) return 'uninitialized'
     if (this.#transition) return this.#transition
     if (this.#loadError) return 'error'
-    if (!this.#svc) return 'idle'
-    const s = this.#svc.status().state
-    if (s === 'loading') return 'loading'
-    if (s === 'unloading') return 'unloading'
-    return this.#svc.status().modelLoaded ? 'ready' : 'idle'
+    return this.#svc ? 'ready' : 'idle'
   }
 
   #notify() {
@@ -184,10 +262,6 @@ class NativeEmbeddingBackend {
     if (typeof modelName !== 'string' || !modelName.trim()) {
       throw coded('ERR_INVALID_INPUT', `loadModel needs a model name, got ${JSON.stringify(modelName)}`)
     }
-    if (modelId !== undefined && modelId !== null) {
-      const entry = CURATED.find((m) => m.id === modelId)
-      if (entry) this.#requiresPrefix = entry.requiresPrefix
-    }
     await this.#switchTo(modelName, modelId)
   }
 
@@ -203,14 +277,17 @@ class NativeEmbeddingBackend {
   }
 
   async #doSwitch(modelName, modelId) {
+    const { source, curated } = resolveModel(modelName)
+    // E5 prefixes for this model: the registry entry of `modelId`, else the constructor's modelConfig, else the
+    // curated entry of the name (the registry loads by hub id alone), else what the model folder declares.
+    const entry = (modelId && CURATED.find((m) => m.id === modelId)) || null
+    this.#requiresPrefix = entry?.requiresPrefix ?? this.#prefixOverride ?? curated?.requiresPrefix ?? null
     if (this.#svc && this.#svcModel === modelName && !this.#loadError) {
       this.config.modelName = modelName
-      if (!this.#svc.status().modelLoaded) await this.#load()
+      if (!this.#svc.status().modelLoaded) await this.#load() // asked to load: bring it back now
       return
     }
-    const { source, curated } = resolveModel(modelName)
     if (this.#svc) await this.#closeService()
-    if (modelId === null && curated && this.#requiresPrefix === null) this.#requiresPrefix = curated.requiresPrefix
     this.#loadError = null
     this.#svc = new EmbeddingService({
       ...this.#serviceOptions,
@@ -229,6 +306,8 @@ class NativeEmbeddingBackend {
     this.#setTransition('loading')
     try {
       await this.#svc.load()
+      const { device, dtype } = this.#svc.status()
+      this.#placement = { device, dtype }
       this.#loadError = null
     } catch (err) {
       this.#loadError = err
@@ -247,6 +326,7 @@ class NativeEmbeddingBackend {
     } finally {
       this.#svc = null
       this.#svcModel = null
+      this.#placement = null
       this.#setTransition(null)
     }
   }
@@ -302,6 +382,7 @@ class NativeEmbeddingBackend {
     const svc = this.#svc
     this.#svc = null
     this.#svcModel = null
+    this.#placement = null
     this.#loadError = null
     this.#initialized = false
     this.#notify()
@@ -370,10 +451,15 @@ class NativeEmbeddingBackend {
     }
   }
 
-  /** `textType` 'query' runs ahead of index work; 'passage' (the default) is index work. */
-  async generateEmbeddings(chunks, textType = 'passage') {
+  /**
+   * 'query' runs ahead of index work with the query prompt; 'passage' is index work. Without a text type, the
+   * chunks' labels decide: the daemon's search paths mark their query chunks (QUERY_SOURCE_FILES), so its
+   * searches are queries with no change to its code; `true`, its IEmbeddingModel's `immediate` flag, is a query.
+   */
+  async generateEmbeddings(chunks, textType = undefined) {
     if (!Array.isArray(chunks)) throw coded('ERR_INVALID_INPUT', 'generateEmbeddings needs an array of chunks')
-    const result = await this.#embed(chunks.map((c) => c.content), textType, textType === 'query' ? 'query' : 'index')
+    const type = textTypeOf(chunks, textType)
+    const result = await this.#embed(chunks.map((c) => c.content), type, type === 'query' ? 'query' : 'index')
     return chunks.map((c, i) => this.#vector(result, i, `chunk_${i}_${c.chunkIndex}`))
   }
 
@@ -487,8 +573,8 @@ class NativeEmbeddingBackend {
       timeout: this.config.timeout,
       maxRetries: this.config.maxRetries,
       source: this.#svc ? resolveModel(this.#svcModel).source : null,
-      device: s?.device ?? null,
-      dtype: s?.dtype ?? null,
+      device: s?.device ?? this.#placement?.device ?? null,
+      dtype: s?.dtype ?? this.#placement?.dtype ?? null,
       dimensions: s?.dimensions ?? null,
       prompts: s?.prompts ?? [],
       requiresPrefix: this.#requiresPrefix,
@@ -500,19 +586,24 @@ class NativeEmbeddingBackend {
     return this.#svc?.dimensions ?? null
   }
 
-  /** Never throws; `status` is 'healthy' when a model is loaded, else the state ('idle', 'loading', ...). */
+  /**
+   * Never throws; `status` is 'healthy' and `model_loaded` true while a model is selected and usable, even when
+   * the keep-alive has returned its memory (`model_resident` false): the next request reloads it.
+   */
   async healthCheck() {
     let health
     try {
       const state = this.#state()
       const s = this.#svc?.status()
-      const device = s?.device ?? null
+      const device = s?.device ?? this.#placement?.device ?? null
       health = {
         status: state === 'ready' ? 'healthy' : state === 'uninitialized' || state === 'error' ? 'unhealthy' : state,
         state,
         loading_progress: state === 'ready' ? 100 : 0,
         current_model: this.#svc ? this.config.modelName || null : null,
         model_loaded: state === 'ready',
+        model_resident: s?.modelLoaded ?? false,
+        keep_alive_seconds: this.#keepAliveSeconds(),
         gpu_available: device !== null && device !== 'cpu',
         memory_usage_mb: process.memoryUsage().rss / 1048576,
         uptime_seconds: (Date.now() - this.#startedAt) / 1000,
@@ -526,6 +617,12 @@ class NativeEmbeddingBackend {
     }
     this.#lastHealth = health
     return health
+  }
+
+  // -1 when the model is never unloaded for idleness.
+  #keepAliveSeconds() {
+    const ms = this.#serviceOptions.keepAliveMs
+    return ms < 0 ? -1 : ms / 1000
   }
 
   getLastHealthCheck() {

@@ -1,17 +1,25 @@
 // The daemon adapter (embedding-service/daemon) held to folder-mcp's contract for its PythonEmbeddingService,
 // as the daemon's registry, bridge, orchestrator, download manager and semantic extraction call it (read from
 // okets/folder-mcp at d01bb52). Real all-MiniLM-L6-v2, the tiny E5-style fixture, and KeyBERT references.
+import fs from 'node:fs'
 import { createRequire } from 'node:module'
+import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { cosine, hubCacheDir, minCosine, minilmDir, readJson, reference, root, texts } from './helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const { NativeEmbeddingBackend, PythonEmbeddingService, resolveModel, CURATED_MODELS } = require(path.join(root, 'daemon.js'))
+const { EmbeddingService } = require(path.join(root, 'index.js'))
 const minilm = readJson(path.join(reference('minilm'), 'expected.json'))
 const e5Dir = path.join(reference('tiny-xlmr-mean-prompts'), 'model')
 const e5 = readJson(path.join(reference('tiny-xlmr-mean-prompts'), 'expected.json'))
 const chunks = (list) => list.map((content, i) => ({ content, chunkIndex: 100 + i }))
+// A chunk as the daemon labels it (its TextChunk metadata).
+const labelled = (content, sourceFile, sourceType = 'text') => ({
+  content, chunkIndex: 0, startPosition: 0, endPosition: content.length,
+  metadata: { sourceFile, sourceType, totalChunks: 1, hasOverlap: false },
+})
 
 describe('the lifecycle the daemon drives (registry and bridge)', () => {
   // As PythonEmbeddingServiceRegistry builds it: no model until loadModel.
@@ -109,10 +117,18 @@ describe('the lifecycle the daemon drives (registry and bridge)', () => {
     expect(order).toEqual(['query', 'index'])
   })
 
-  it('stays loaded until the daemon unloads it: no keep-alive of its own', async () => {
+  it('a search the daemon labels (its REST search and find-documents) is a query: ahead of a running index job', async () => {
+    const many = chunks(Array.from({ length: 400 }, (_, i) => `${texts()[i % 32]} ${i} ${'more text '.repeat(20)}`))
+    const order = []
+    const indexing = backend.generateEmbeddings(many).then(() => order.push('index'))
+    // As src/daemon/rest/server.ts builds it: one chunk, no text type, only its label says "query".
+    const search = backend.generateEmbeddings([labelled('where is the config?', 'search-query')]).then(() => order.push('search'))
+    await Promise.all([indexing, search])
+    expect(order).toEqual(['search', 'index'])
+  })
+
+  it('the daemon\'s unload is the model\'s end: health idle, waitForState idle, and it loads again', async () => {
     expect(backend.getModelConfig()).toMatchObject({ model: minilmDir(), timeout: 30000, device: 'cpu', dimensions: 384 })
-    // The daemon's own unload is the one that counts; the service is built with keep-alive off.
-    expect(backend.getServiceStats().unloadCount).toBe(0)
     await backend.unloadModel()
     expect(backend.config.modelName).toBe('')
     expect(await backend.healthCheck()).toMatchObject({ status: 'idle', model_loaded: false, current_model: null })
@@ -123,16 +139,67 @@ describe('the lifecycle the daemon drives (registry and bridge)', () => {
     expect((await backend.healthCheck()).model_loaded).toBe(true)
   })
 
-  it('unloads and reloads by itself only when keepAliveMs is configured', async () => {
-    const b = new NativeEmbeddingBackend({ keepAliveMs: 0, threads: 1 })
+  it('the keep-alive returns the model\'s memory unseen: the daemon still sees it ready, the next call reloads', async () => {
+    const events = []
+    let wake = () => {}
+    const b = new NativeEmbeddingBackend({
+      threads: 1,
+      testConfig: { keepAliveSeconds: 0 },
+      onProgress: (e) => {
+        events.push(e.status)
+        if (e.status === 'idle') wake()
+      },
+    })
+    // Resolves once the model is out of memory; each 'idle' event (the keep-alive's unload) re-checks.
+    const unloaded = async () => {
+      while ((await b.healthCheck()).model_resident) await new Promise((resolve) => (wake = resolve))
+    }
     await b.initialize()
     await b.loadModel(minilmDir())
-    await b.generateSingleEmbedding('a')
-    await b.waitForState('idle', 30000)
-    expect((await b.healthCheck()).model_loaded).toBe(false)
-    const v = await b.generateSingleEmbedding(texts()[2])
-    expect(cosine(v.vector, minilm.embeddings[2])).toBeGreaterThanOrEqual(0.99999)
+    const before = await b.generateSingleEmbedding(texts()[2])
+    await unloaded()
+    expect(events).toContain('unloading_model')
+    const { loadCount, unloadCount } = b.getServiceStats()
+    expect(unloadCount).toBe(loadCount)
+    // What the bridge's load() and verifyLoaded() read: a usable model, nothing to poll for.
+    expect(await b.healthCheck()).toMatchObject({
+      status: 'healthy', state: 'ready', model_loaded: true, model_resident: false, keep_alive_seconds: 0,
+      current_model: minilmDir(), gpu_available: false,
+    })
+    expect(await b.getStatus()).toEqual({ state: 'ready', model: minilmDir(), progress: 100 })
+    await b.waitForState('ready', 1)
+    expect(b.getModelConfig()).toMatchObject({ device: 'cpu', dtype: 'f32', dimensions: 384 })
+    const after = await b.generateSingleEmbedding(texts()[2])
+    expect(after.vector).toEqual(before.vector)
+    expect(cosine(after.vector, minilm.embeddings[2])).toBeGreaterThanOrEqual(0.99999)
+    expect(b.getServiceStats().loadCount).toBe(loadCount + 1)
     await b.shutdown()
+  })
+
+  it('keep-alive as the Python service reads it: 60 min, system-configuration.json, keepAliveMinutes, env, testConfig', async () => {
+    const seconds = async (config) => (await new NativeEmbeddingBackend(config).healthCheck()).keep_alive_seconds
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemon-system-config-'))
+    const systemConfigPath = path.join(dir, 'system-configuration.json')
+    fs.writeFileSync(systemConfigPath, JSON.stringify({ embeddings: { python: { processManagement: { keepAliveMinutes: 5 } } } }))
+    const saved = process.env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS
+    try {
+      delete process.env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS
+      expect(await seconds({})).toBe(3600)
+      expect(await seconds({ systemConfigPath })).toBe(300)
+      expect(await seconds({ systemConfigPath: path.join(dir, 'none.json') })).toBe(3600)
+      expect(await seconds({ systemConfigPath, keepAliveMinutes: 2 })).toBe(120)
+      process.env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS = '7'
+      expect(await seconds({ systemConfigPath })).toBe(7)
+      expect(await seconds({ systemConfigPath, testConfig: { keepAliveSeconds: 1 } })).toBe(1)
+      // This package's own option wins over all of it; -1 is never.
+      expect(await seconds({ testConfig: { keepAliveSeconds: 1 }, keepAliveMs: -1 })).toBe(-1)
+      expect(() => new NativeEmbeddingBackend({ keepAliveMinutes: -1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
+      expect(() => new NativeEmbeddingBackend({ testConfig: { keepAliveSeconds: '1' } })).toThrow(/testConfig.keepAliveSeconds/)
+    } finally {
+      if (saved === undefined) delete process.env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS
+      else process.env.FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS = saved
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('waitForState rejects with ERR_TIMEOUT when the state does not come', async () => {
@@ -191,6 +258,29 @@ describe('model names, prefixes and files as the daemon gives them', () => {
     const passages = await b.generateEmbeddings(chunks(texts()))
     expect(minCosine(passages.map((v) => v.vector), e5.embeddings_by_prompt.passage)).toBeGreaterThanOrEqual(0.99999)
     expect(passages[0].metadata.tokensUsed).toBeGreaterThan(e5.token_counts[0])
+    // The daemon's searches, as its code labels them, with no text type: queries.
+    for (const chunk of [
+      labelled(texts()[5], 'search-query'), // REST search_content
+      labelled(texts()[5], 'document-discovery-query'), // REST find-documents
+      labelled(texts()[5], 'query', 'query'), // its Python service's generateQueryEmbedding
+    ]) {
+      const [v] = await b.generateEmbeddings([chunk])
+      expect(cosine(v.vector, e5.embeddings_by_prompt.query[5])).toBeGreaterThanOrEqual(0.99999)
+    }
+    // Its IEmbeddingModel's `immediate` flag, if a bridge passes it on.
+    const [flagged] = await b.generateEmbeddings([labelled(texts()[5], 'direct')], true)
+    expect(cosine(flagged.vector, e5.embeddings_by_prompt.query[5])).toBeGreaterThanOrEqual(0.99999)
+    // Everything else is a passage: a file's chunks, key-phrase candidates, a mix, an explicit 'passage'.
+    for (const [list, type] of [
+      [[labelled(texts()[5], '/docs/notes.md', 'md')], undefined],
+      [[labelled(texts()[5], 'ngram-extraction')], undefined],
+      [[labelled(texts()[5], 'direct')], false],
+      [[labelled(texts()[5], 'search-query'), labelled(texts()[6], '/docs/notes.md', 'md')], undefined],
+      [[labelled(texts()[5], 'search-query')], 'passage'],
+    ]) {
+      const [v] = await b.generateEmbeddings(list, type)
+      expect(cosine(v.vector, e5.embeddings_by_prompt.passage[5])).toBeGreaterThanOrEqual(0.99999)
+    }
     await b.shutdown()
 
     const plain = new NativeEmbeddingBackend({ threads: 1 }, { requiresPrefix: false })
@@ -199,6 +289,31 @@ describe('model names, prefixes and files as the daemon gives them', () => {
     const raw = await plain.generateEmbeddings(chunks(texts()))
     expect(minCosine(raw.map((v) => v.vector), e5.embeddings)).toBeGreaterThanOrEqual(0.99999)
     await plain.shutdown()
+  })
+
+  it('a curated E5 model loaded by its hub id alone (as the registry does) gets E5 prefixes; the next model not', async () => {
+    // all-MiniLM-L6-v2's files under intfloat/multilingual-e5-large: a model folder that declares no prompts,
+    // so only the daemon's registry entry (requiresPrefix) can ask for "query: ".
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'daemon-e5-standin-'))
+    fs.cpSync(path.join(hubCacheDir(), 'models--sentence-transformers--all-MiniLM-L6-v2'), path.join(cacheDir, 'models--intfloat--multilingual-e5-large'), { recursive: true, dereference: true })
+    const plain = new EmbeddingService({ model: minilmDir(), threads: 1 })
+    const b = new NativeEmbeddingBackend({ threads: 1, cacheDir, offline: true })
+    try {
+      await b.initialize()
+      await b.loadModel('intfloat/multilingual-e5-large')
+      expect(b.getModelConfig().requiresPrefix).toBe(true)
+      const [want] = await plain.embed(['query: ' + texts()[4]])
+      const [search] = await b.generateEmbeddings([labelled(texts()[4], 'search-query')])
+      expect(cosine(search.vector, want)).toBeGreaterThanOrEqual(0.99999)
+      await b.loadModel(minilmDir())
+      expect(b.getModelConfig().requiresPrefix).toBe(null)
+      const [raw] = await b.generateEmbeddings([labelled(texts()[4], 'search-query')])
+      expect(cosine(raw.vector, minilm.embeddings[4])).toBeGreaterThanOrEqual(0.99999)
+    } finally {
+      await b.shutdown()
+      await plain.close()
+      fs.rmSync(cacheDir, { recursive: true, force: true })
+    }
   })
 
   it('switches models on loadModel, and a failed load is an error state it recovers from', async () => {

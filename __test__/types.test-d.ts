@@ -49,8 +49,11 @@ describe('index.d.ts', () => {
     expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number>()
     expectTypeOf(backend.extractKeyPhrasesKeyBERTBatch(['a'], { maxKeyPhrases: 5 })).toEqualTypeOf<Promise<SemanticScore[][]>>()
     backend.setDownloadProgressCallback((p) => expectTypeOf(p).toEqualTypeOf<number>())
-    // @ts-expect-error text types are 'passage' or 'query'
+    // @ts-expect-error text types are 'passage' or 'query' (or the daemon's boolean `immediate` flag)
     void backend.generateEmbeddings([], 'document')
+    expectTypeOf(backend.generateEmbeddings([{ content: 'q', chunkIndex: 0, metadata: { sourceFile: 'search-query', sourceType: 'text', totalChunks: 1 } }], true)).toEqualTypeOf<Promise<EmbeddingVector[]>>()
+    void new NativeEmbeddingBackend({ modelName: '', keepAliveMinutes: 5, testConfig: { keepAliveSeconds: 1 }, systemConfigPath: '/x/system-configuration.json' })
+    expectTypeOf<HealthCheckResponse['model_resident']>().toEqualTypeOf<boolean | undefined>()
     // @ts-expect-error chunks need chunkIndex
     void backend.generateEmbeddings([{ content: 'a' }])
   })
