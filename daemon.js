@@ -122,6 +122,25 @@ function coded(code, message) {
 }
 
 /**
+ * Runs `read`, which reads the caller's objects (config, options, chunks): a getter or Proxy trap that throws
+ * becomes one ERR_INVALID_INPUT naming `what`, never the caller's own uncoded error.
+ */
+function readGuarded(what, read) {
+  try {
+    return read()
+  } catch (err) {
+    if (err && err.code === 'ERR_INVALID_INPUT') throw err
+    let message
+    try {
+      message = err instanceof Error ? err.message : String(err)
+    } catch {
+      message = 'an unprintable value'
+    }
+    throw coded('ERR_INVALID_INPUT', `cannot read ${what}: ${message}`)
+  }
+}
+
+/**
  * The hub id (or folder) a daemon model name loads: a curated `gpu:`/`cpu:` id or an ONNX export's id maps to
  * its safetensors model; a bare name such as 'all-MiniLM-L6-v2' is a sentence-transformers model, as
  * `SentenceTransformer(name)` reads it; anything else is used as given.
@@ -150,10 +169,12 @@ function toChunk(text) {
 }
 
 // The daemon's weighting of key phrases that match structured elements of the document (its semantic handler).
+const STRUCTURAL_WEIGHTS = [['metadata', 1.0], ['headers', 0.9], ['entities', 0.8], ['emphasized', 0.7], ['captions', 0.6]]
+const STRUCTURED_KINDS = STRUCTURAL_WEIGHTS.map(([key]) => key)
+
 function structuralWeight(phrase, candidates) {
   const p = phrase.toLowerCase()
-  const weights = [['metadata', 1.0], ['headers', 0.9], ['entities', 0.8], ['emphasized', 0.7], ['captions', 0.6]]
-  for (const [key, weight] of weights) {
+  for (const [key, weight] of STRUCTURAL_WEIGHTS) {
     for (const item of candidates[key] ?? []) {
       const s = String(item).toLowerCase()
       if (s.includes(p) || p.includes(s)) return weight
@@ -187,7 +208,10 @@ class NativeEmbeddingBackend {
    * @param {object} [modelConfig] the daemon's model capabilities (`requiresPrefix`).
    */
   constructor(config = {}, modelConfig = undefined) {
-    const given = Object.fromEntries(Object.entries(config ?? {}).filter(([, v]) => v !== undefined && v !== null))
+    const given = readGuarded('config', () =>
+      Object.fromEntries(Object.entries(config ?? {}).filter(([, v]) => v !== undefined && v !== null)),
+    )
+    const requiresPrefix = readGuarded('modelConfig', () => modelConfig?.requiresPrefix)
     this.config = {
       modelName: given.modelName ?? given.model ?? '',
       timeout: 30000,
@@ -202,7 +226,7 @@ class NativeEmbeddingBackend {
     for (const key of SERVICE_OPTIONS) if (given[key] !== undefined) this.#serviceOptions[key] = given[key]
     this.#serviceOptions.keepAliveMs = daemonKeepAliveMs(given)
     this.#userProgress = given.onProgress
-    if (modelConfig && typeof modelConfig.requiresPrefix === 'boolean') this.#prefixOverride = modelConfig.requiresPrefix
+    if (typeof requiresPrefix === 'boolean') this.#prefixOverride = requiresPrefix
   }
 
   #userProgress
@@ -458,8 +482,8 @@ class NativeEmbeddingBackend {
    */
   async generateEmbeddings(chunks, textType = undefined) {
     if (!Array.isArray(chunks)) throw coded('ERR_INVALID_INPUT', 'generateEmbeddings needs an array of chunks')
-    const type = textTypeOf(chunks, textType)
-    const result = await this.#embed(chunks.map((c) => c.content), type, type === 'query' ? 'query' : 'index')
+    const { type, contents } = readGuarded('chunks', () => ({ type: textTypeOf(chunks, textType), contents: chunks.map((c) => c.content) }))
+    const result = await this.#embed(contents, type, type === 'query' ? 'query' : 'index')
     return chunks.map((c, i) => this.#vector(result, i, `chunk_${i}_${c.chunkIndex}`))
   }
 
@@ -481,7 +505,8 @@ class NativeEmbeddingBackend {
       throw coded('ERR_INVALID_INPUT', `batchSize must be a whole number of at least 1, got ${batchSize}`)
     }
     const started = Date.now()
-    const result = await this.#embed(chunks.map((c) => c.content), textType, 'index')
+    const contents = readGuarded('chunks', () => chunks.map((c) => c.content))
+    const result = await this.#embed(contents, textType, 'index')
     const processingTime = Date.now() - started
     return chunks.map((chunk, i) => ({
       chunk,
@@ -534,14 +559,28 @@ class NativeEmbeddingBackend {
     if (!this.#initialized) throw coded('ERR_NOT_INITIALIZED', 'Embedding service not initialized: call initialize() first')
     if (!Array.isArray(texts)) throw coded('ERR_INVALID_INPUT', 'texts must be an array of strings')
     if (texts.length === 0) return []
+    // Every option read once, here (the daemon's SemanticExtractionOptions).
+    const o = readGuarded('options', () => {
+      const given = options ?? {}
+      const structuredCandidates = given.structuredCandidates
+      return {
+        maxKeyPhrases: given.maxKeyPhrases,
+        ngramRange: given.ngramRange,
+        useMmr: given.useMmr,
+        diversity: given.diversity,
+        structured: structuredCandidates
+          ? Object.fromEntries(STRUCTURED_KINDS.map((k) => [k, Array.from(structuredCandidates[k] ?? [], (x) => String(x))]))
+          : undefined,
+      }
+    })
     await this.#loadQueue
     const svc = this.#service()
-    const topN = options.maxKeyPhrases || 10
-    const structured = options.structuredCandidates
+    const topN = o.maxKeyPhrases || 10
+    const structured = o.structured
     const result = await svc.extractKeyphrases(texts, {
-      ngramRange: options.ngramRange || [1, 3],
-      useMmr: options.useMmr !== false,
-      diversity: options.diversity || 0.5,
+      ngramRange: o.ngramRange || [1, 3],
+      useMmr: o.useMmr !== false,
+      diversity: o.diversity || 0.5,
       topN: structured ? Math.min(topN * 2, 50) : topN,
       stopWords: 'english',
       priority: 'index',

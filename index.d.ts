@@ -169,6 +169,7 @@ export interface EmbeddingServiceOptions {
 export type ProgressStatus =
   | 'downloading_model'
   | 'loading_model'
+  | 'extracting_candidates'
   | 'processing_embeddings'
   | 'processing_batch'
   | 'cleaning_memory'
@@ -304,10 +305,21 @@ export interface KeyphraseOptions {
   useMmr?: boolean
   /** MMR's trade-off in [0, 1]: 0 ranks by similarity alone, higher prefers phrases unlike those chosen. Default 0.5. */
   diversity?: number
+  /**
+   * Distinct candidates kept per document, a whole number of at least 1. Default 10,000: KeyBERT's own MMR
+   * compares every candidate with every other (a float32 matrix of candidates squared, 0.4 GB at 10,000; it runs
+   * out of memory on the 260,000 of a 5 MB document), while a 2,000-character chunk has a few hundred, so
+   * results are KeyBERT's on such text. A document with more keeps the first ones met in reading order (by the
+   * word each ends on), its phrases are ranked among those, and the service logs a warning naming it.
+   */
+  maxCandidates?: number
   /** As in `embed`; default 'index', so key phrases for indexing wait behind queries. */
   priority?: 'query' | 'index'
   signal?: AbortSignal
-  /** This request's events; `total` counts the documents with candidates plus their distinct candidates. */
+  /**
+   * This request's events: `extracting_candidates` (bytes of text read, of all), then the embedding's, whose
+   * `total` counts the documents with candidates plus their distinct candidates.
+   */
   onProgress?: (event: ProgressEvent) => void
 }
 
@@ -345,12 +357,18 @@ export declare class EmbeddingService {
 
   /**
    * Key phrases of each document, as KeyBERT's `extract_keywords` computes them with this model: candidates
-   * are the document's distinct word n-grams (lowercased runs of 2+ word characters, stop words removed); the
-   * document and every distinct candidate of the call are embedded in one request (no prompt, at `priority`),
-   * and each document's candidates are ranked against it by cosine similarity, with MMR unless `useMmr` is
-   * false. Resolves to one list per document, highest score first; a document with no candidate (empty, or
-   * only stop words) gets `[]`. Cost grows with the candidates: about 3 per word for `[1, 3]`, so pass document
-   * chunks, not whole books. Rejects as `embed` does; bad options reject with `ERR_INVALID_INPUT`.
+   * are the document's distinct word n-grams, made as scikit-learn's CountVectorizer makes them (Python's
+   * `str.lower()`, then runs of 2+ characters of Python's `\w`: letters and numbers of any script and `_`, not
+   * combining marks; stop words removed before n-grams are formed); the document and every distinct candidate
+   * of the call are embedded in one request (no prompt, at `priority`), and each document's candidates are
+   * ranked against it by cosine similarity, with MMR unless `useMmr` is false. Resolves to one list per
+   * document, highest score first; a document with no candidate (empty, or only stop words) gets `[]`.
+   *
+   * The candidates are extracted on the worker thread, 64 KB of text per step, with `extracting_candidates`
+   * progress (bytes read of all), abort and the watchdog as for embedding; the calling thread only hands the
+   * texts over, so even a 5 MB document does not hold the event loop. Cost grows with the candidates (about 3
+   * per word for `[1, 3]`); `maxCandidates` bounds it per document. Rejects as `embed` does; bad options
+   * reject with `ERR_INVALID_INPUT`.
    */
   extractKeyphrases(texts: string[], options?: KeyphraseOptions): Promise<Keyphrase[][]>
 

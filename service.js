@@ -14,18 +14,106 @@ function abortError(signal) {
   const err = new Error('the request was aborted by its AbortSignal')
   err.name = 'AbortError'
   err.code = 'ERR_ABORTED'
-  if (signal && signal.reason !== undefined) err.cause = signal.reason
+  const reason = signal ? reasonOf(signal) : undefined
+  if (reason !== undefined) err.cause = reason
   return err
 }
 
-function isAbortSignal(value) {
-  return (
-    value !== null &&
-    typeof value === 'object' &&
-    typeof value.aborted === 'boolean' &&
-    typeof value.addEventListener === 'function' &&
-    typeof value.removeEventListener === 'function'
-  )
+// The options each method reads. Every one is read exactly once, here, inside a guard: a throwing getter, a
+// Proxy trap or a revoked Proxy becomes one ERR_INVALID_INPUT rejection (or throw, for the constructor), and
+// the native side only ever sees the plain snapshot.
+const SERVICE_KEYS = [
+  'model', 'revision', 'cacheDir', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
+  'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'endpoint', 'apiKey', 'remoteConcurrency', 'testHooks',
+  'onProgress', 'logger',
+]
+const TEST_HOOK_KEYS = ['panicOnText', 'holdIndexBatchUntilQueries', 'stallMs']
+const EMBED_KEYS = ['priority', 'prompt', 'signal', 'onProgress']
+const KEYPHRASE_KEYS = ['ngramRange', 'stopWords', 'topN', 'useMmr', 'diversity', 'maxCandidates', 'priority', 'signal', 'onProgress']
+const MODEL_KEYS = ['cacheDir', 'revision', 'offline', 'onProgress', 'signal']
+// Options whose value is a list: copied too, so that no exotic array reaches the native side.
+const LIST_KEYS = new Set(['ngramRange', 'stopWords'])
+
+const { isProxy } = require('node:util').types
+
+/**
+ * The texts as the native side reads them. A Proxy over an array (a reactive store's, say) is copied here,
+ * inside a guard: the native side sees plain arrays only, and a trap that throws is one ERR_INVALID_INPUT.
+ */
+function textsOf(texts) {
+  if (!isProxy(texts)) return texts
+  try {
+    if (!Array.isArray(texts)) return texts
+    return Array.from(texts)
+  } catch (err) {
+    throw invalid(`cannot read texts: ${describeThrown(err)}`)
+  }
+}
+
+function describeThrown(err) {
+  try {
+    return err instanceof Error ? err.message : String(err)
+  } catch {
+    return 'an unprintable value'
+  }
+}
+
+/** Reads `keys` of `options` once each into a plain object; throws ERR_INVALID_INPUT when any read throws. */
+function readOptions(options, keys, what = 'options') {
+  if (options === undefined || options === null) return undefined
+  if (typeof options !== 'object') throw invalid(`${what} must be an object, got ${typeof options}`)
+  const out = {}
+  for (const key of keys) {
+    let value
+    try {
+      value = options[key]
+      if (LIST_KEYS.has(key) && Array.isArray(value)) value = Array.from(value)
+    } catch (err) {
+      throw invalid(`cannot read ${what}.${key}: ${describeThrown(err)}`)
+    }
+    if (value !== undefined) out[key] = value
+  }
+  return out
+}
+
+// An AbortSignal's members, read once (a hostile "signal" can throw from any of them).
+function signalOf(value) {
+  if (value === undefined) return undefined
+  try {
+    if (value === null || typeof value !== 'object') throw new Error('not an object')
+    const { aborted, addEventListener, removeEventListener } = value
+    if (typeof aborted !== 'boolean' || typeof addEventListener !== 'function' || typeof removeEventListener !== 'function') {
+      throw new Error('not an AbortSignal')
+    }
+    return { signal: value, aborted, add: addEventListener, remove: removeEventListener }
+  } catch {
+    throw invalid('options.signal must be an AbortSignal')
+  }
+}
+
+/** Subscribes `onAbort` to a signal read by `signalOf`; returns the unsubscribe, which never throws. */
+function subscribe(signal, onAbort) {
+  if (!signal) return () => {}
+  try {
+    signal.add.call(signal.signal, 'abort', onAbort, { once: true })
+  } catch (err) {
+    throw invalid(`options.signal.addEventListener threw: ${describeThrown(err)}`)
+  }
+  return () => {
+    try {
+      signal.remove.call(signal.signal, 'abort', onAbort)
+    } catch {
+      // A signal that cannot unsubscribe is the caller's; the request has settled either way.
+    }
+  }
+}
+
+function reasonOf(signal) {
+  try {
+    return signal.reason
+  } catch {
+    return undefined
+  }
 }
 
 function defaultLogger(level, message) {
@@ -75,7 +163,7 @@ class Hub {
 function modelArgs(model, options, what) {
   if (typeof model !== 'string') throw invalid(`${what}: model must be a hub id or a folder path (a string), got ${model === null ? 'null' : typeof model}`)
   if (options !== undefined && options !== null && typeof options !== 'object') throw invalid(`${what}: options must be an object`)
-  return options ?? undefined
+  return readOptions(options, MODEL_KEYS)
 }
 
 function createEmbeddingService(binding) {
@@ -86,9 +174,12 @@ function createEmbeddingService(binding) {
     #hub
 
     constructor(options) {
-      const opts = options ?? undefined
-      const onProgress = opts && typeof opts === 'object' ? opts.onProgress : undefined
-      const logger = opts && typeof opts === 'object' ? opts.logger : undefined
+      const opts = readOptions(options, SERVICE_KEYS)
+      if (opts && opts.testHooks !== undefined && opts.testHooks !== null && typeof opts.testHooks === 'object') {
+        opts.testHooks = readOptions(opts.testHooks, TEST_HOOK_KEYS, 'options.testHooks')
+      }
+      const onProgress = opts ? opts.onProgress : undefined
+      const logger = opts ? opts.logger : undefined
       if (onProgress !== undefined && typeof onProgress !== 'function') {
         throw invalid('options.onProgress must be a function')
       }
@@ -102,41 +193,67 @@ function createEmbeddingService(binding) {
     }
 
     embedDetailed(texts, options) {
-      return this.#track((opts) => this.#native.embed(texts, opts), options)
+      return this.#track((opts) => this.#native.embed(textsOf(texts), opts), options, EMBED_KEYS)
     }
 
     extractKeyphrases(texts, options) {
-      return this.#track((opts) => this.#native.extractKeyphrases(texts, opts), options)
+      return this.#track((opts) => this.#native.extractKeyphrases(textsOf(texts), opts), options, KEYPHRASE_KEYS)
     }
 
-    // Starts a native request with `options`, wiring its AbortSignal and per-request onProgress.
-    #track(start, options) {
+    // Starts a native request with a snapshot of `options`, wiring its AbortSignal and per-request onProgress.
+    // Never throws: every failure, the caller's hostile objects included, is the returned promise's rejection.
+    #track(start, options, keys) {
+      let opts
       let signal
-      let onProgress
-      if (options !== undefined && options !== null) {
-        if (typeof options !== 'object') return Promise.reject(invalid(`options must be an object, got ${typeof options}`))
-        signal = options.signal
-        onProgress = options.onProgress
-        if (signal !== undefined && !isAbortSignal(signal)) {
-          return Promise.reject(invalid('options.signal must be an AbortSignal'))
+      try {
+        opts = readOptions(options, keys)
+        signal = signalOf(opts?.signal)
+        if (opts?.onProgress !== undefined && typeof opts.onProgress !== 'function') {
+          throw invalid('options.onProgress must be a function')
         }
-        if (onProgress !== undefined && typeof onProgress !== 'function') {
-          return Promise.reject(invalid('options.onProgress must be a function'))
-        }
-        if (signal && signal.aborted) return Promise.reject(abortError(signal))
+      } catch (err) {
+        return Promise.reject(err)
       }
-      const { id, promise } = start(options)
-      if (!id) return promise
+      if (signal && signal.aborted) return Promise.reject(abortError(signal.signal))
+      const onProgress = opts?.onProgress
+      if (opts) {
+        delete opts.signal
+        delete opts.onProgress
+      }
       const hub = this.#hub
       const native = this.#native
+      let id = 0
+      let abortedBeforeStart = false
+      const onAbort = () => {
+        if (id) native.abort(id)
+        else abortedBeforeStart = true
+      }
+      let unsubscribe
+      try {
+        unsubscribe = subscribe(signal, onAbort)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+      let ticket
+      try {
+        ticket = start(opts)
+      } catch (err) {
+        unsubscribe()
+        return Promise.reject(err)
+      }
+      id = ticket.id
+      const promise = ticket.promise
+      if (!id) {
+        unsubscribe()
+        return promise
+      }
+      if (abortedBeforeStart) native.abort(id)
       if (onProgress) hub.listeners.set(id, onProgress)
-      const onAbort = () => native.abort(id)
-      if (signal) signal.addEventListener('abort', onAbort, { once: true })
       const finish = () => {
         // Events the worker sent before settling this request reach their listeners before the caller resumes.
         hub.dispatch(native.flush())
         hub.listeners.delete(id)
-        if (signal) signal.removeEventListener('abort', onAbort)
+        unsubscribe()
       }
       return promise.then(
         (result) => {
@@ -147,7 +264,8 @@ function createEmbeddingService(binding) {
           finish()
           if (err && err.code === 'ERR_ABORTED') {
             err.name = 'AbortError'
-            if (signal && signal.reason !== undefined) err.cause = signal.reason
+            const reason = signal ? reasonOf(signal.signal) : undefined
+            if (reason !== undefined) err.cause = reason
           }
           throw err
         },
@@ -199,20 +317,29 @@ function createEmbeddingService(binding) {
 
     static downloadModel(model, options) {
       let opts
+      let signal
       try {
         opts = modelArgs(model, options, 'downloadModel')
+        signal = signalOf(opts?.signal)
+        if (opts?.onProgress !== undefined && typeof opts.onProgress !== 'function') {
+          throw invalid('options.onProgress must be a function')
+        }
       } catch (err) {
         return Promise.reject(err)
       }
-      const { onProgress, signal } = opts ?? {}
-      if (onProgress !== undefined && typeof onProgress !== 'function') {
-        return Promise.reject(invalid('options.onProgress must be a function'))
+      const onProgress = opts?.onProgress
+      if (signal && signal.aborted) return Promise.reject(abortError(signal.signal))
+      if (opts) {
+        delete opts.signal
+        delete opts.onProgress
       }
-      if (signal !== undefined && !isAbortSignal(signal)) return Promise.reject(invalid('options.signal must be an AbortSignal'))
-      if (signal && signal.aborted) return Promise.reject(abortError(signal))
       const cancel = new NativeCancel()
-      const onAbort = () => cancel.cancel()
-      if (signal) signal.addEventListener('abort', onAbort, { once: true })
+      let unsubscribe
+      try {
+        unsubscribe = subscribe(signal, () => cancel.cancel())
+      } catch (err) {
+        return Promise.reject(err)
+      }
       return new Promise((resolve, reject) => {
         const onEvent = (e) => {
           if (!e.done) {
@@ -224,17 +351,23 @@ function createEmbeddingService(binding) {
             }
             return
           }
-          if (signal) signal.removeEventListener('abort', onAbort)
+          unsubscribe()
           if (e.errorCode === undefined || e.errorCode === null) return resolve(e.dir)
           const err = new Error(e.errorMessage)
           err.code = e.errorCode
           if (err.code === 'ERR_ABORTED') {
             err.name = 'AbortError'
-            if (signal && signal.reason !== undefined) err.cause = signal.reason
+            const reason = signal ? reasonOf(signal.signal) : undefined
+            if (reason !== undefined) err.cause = reason
           }
           reject(err)
         }
-        binding.downloadModel(model, opts, onEvent, cancel)
+        try {
+          binding.downloadModel(model, opts, onEvent, cancel)
+        } catch (err) {
+          unsubscribe()
+          reject(err)
+        }
       })
     }
   }

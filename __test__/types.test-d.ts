@@ -4,6 +4,8 @@ import {
   EmbeddingService,
   type EmbeddingError,
   type ErrorCode,
+  type Keyphrase,
+  type ProgressStatus,
   type ProgressEvent,
   type ServiceMemory,
   type ServiceStatus,
@@ -60,6 +62,8 @@ describe('index.d.ts', () => {
 
   it('describes extractKeyphrases', () => {
     const svc = new EmbeddingService({ model: 'm' })
+    expectTypeOf(svc.extractKeyphrases(['a'], { maxCandidates: 500 })).toEqualTypeOf<Promise<Keyphrase[][]>>()
+    expectTypeOf<'extracting_candidates'>().toMatchTypeOf<ProgressStatus>()
     expectTypeOf(svc.extractKeyphrases(['a'], { ngramRange: [1, 2], topN: 5, stopWords: null })).toEqualTypeOf<
       Promise<{ text: string; score: number }[][]>
     >()

@@ -28,9 +28,24 @@ fn to_js(env: &Env, err: &Error) -> napi::Error {
     napi::Error::from(js)
 }
 
+/// Drops the JS exception a caller's value left pending (a getter or Proxy trap that threw while we read it).
+/// It has already been turned into our coded error; left pending, it would be thrown as well, next to a
+/// promise that nobody could then reach and whose rejection would go unhandled.
+fn clear_pending_exception(env: &Env) {
+    let mut pending = false;
+    // SAFETY: plain N-API calls on the live env of this call.
+    unsafe {
+        if napi::sys::napi_is_exception_pending(env.raw(), &mut pending) == napi::sys::Status::napi_ok && pending {
+            let mut exception = std::ptr::null_mut();
+            napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut exception);
+        }
+    }
+}
+
 /// A napi call that failed while reading a caller's value (a throwing getter, a revoked Proxy, ...).
 fn unreadable(what: &str, e: napi::Error) -> Error {
-    Error::invalid_input(format!("cannot read {what}: {}", e.reason))
+    let why = if e.reason.is_empty() { "reading it threw (a getter or a Proxy trap)" } else { e.reason.as_str() };
+    Error::invalid_input(format!("cannot read {what}: {why}"))
 }
 
 fn type_name(t: ValueType) -> &'static str {
@@ -137,7 +152,7 @@ impl<'e> Props<'e> {
     }
 }
 
-/// `{ ngramRange?, stopWords?, topN?, useMmr?, diversity?, priority? }` of `extractKeyphrases`.
+/// `{ ngramRange?, stopWords?, topN?, useMmr?, diversity?, maxCandidates?, priority? }` of `extractKeyphrases`.
 fn keyphrase_options(options: Option<Unknown>) -> Result<KeyphraseOptions> {
     let props = Props::new(options, "options")?;
     let mut o = KeyphraseOptions::default();
@@ -171,6 +186,9 @@ fn keyphrase_options(options: Option<Unknown>) -> Result<KeyphraseOptions> {
     }
     if let Some(n) = props.count("topN")? {
         o.top_n = n;
+    }
+    if let Some(n) = props.count("maxCandidates")? {
+        o.max_candidates = n;
     }
     let use_mmr = props.boolean("useMmr")?.unwrap_or(true);
     let diversity = props.number("diversity")?.unwrap_or(0.5);
@@ -511,7 +529,9 @@ impl NativeEmbeddingService {
             .weak::<true>()
             .build_callback(move |_ctx| Ok(to_js_items(drain.drain())))?;
         let sink = Arc::new(JsSink { mailbox: mailbox.clone(), dispatch });
-        let built = service_options(options).and_then(|mut o| {
+        let options = service_options(options);
+        clear_pending_exception(&env);
+        let built = options.and_then(|mut o| {
             o.sink = sink;
             Service::new(o)
         });
@@ -524,6 +544,7 @@ impl NativeEmbeddingService {
     pub fn embed<'e>(&self, env: &'e Env, texts: Unknown, options: Option<Unknown>) -> napi::Result<Object<'e>> {
         let (deferred, promise) = env.create_deferred()?;
         let request = texts_from_js(texts).and_then(|t| Ok((t, embed_options(options)?)));
+        clear_pending_exception(env);
         let settle = move |result: Result<crate::Embeddings>| {
             deferred.resolve(move |env: Env| match result {
                 // Each Vec becomes the backing store of its Float32Array: no copy, no per-number conversion.
@@ -544,6 +565,7 @@ impl NativeEmbeddingService {
     ) -> napi::Result<Object<'e>> {
         let (deferred, promise) = env.create_deferred()?;
         let request = texts_from_js(texts).and_then(|t| Ok((t, keyphrase_options(options)?)));
+        clear_pending_exception(env);
         let settle = move |result: Result<Vec<Vec<Keyphrase>>>| {
             deferred.resolve(move |env: Env| match result {
                 Ok(docs) => Ok(docs
@@ -643,7 +665,9 @@ fn model_source(model: Unknown, options: Option<Unknown>) -> Result<ModelSource>
 /// snapshot). Reads the disk only.
 #[napi(catch_unwind)]
 pub fn is_model_cached(env: Env, model: Unknown, options: Option<Unknown>) -> napi::Result<bool> {
-    model_source(model, options).map(|s| source::is_cached(&s)).map_err(|e| to_js(&env, &e))
+    let source = model_source(model, options);
+    clear_pending_exception(&env);
+    source.map(|s| source::is_cached(&s)).map_err(|e| to_js(&env, &e))
 }
 
 /// Lets JS stop a `downloadModel` in progress.
@@ -683,12 +707,14 @@ pub struct JsDownloadProgress {
 /// throttled byte counts per file, then one final event with `done` and the snapshot folder or the error.
 #[napi(catch_unwind)]
 pub fn download_model(
+    env: Env,
     model: Unknown,
     options: Option<Unknown>,
     on_event: Function<JsDownloadProgress, ()>,
     cancel: &NativeCancel,
 ) -> napi::Result<()> {
     let source = model_source(model, options);
+    clear_pending_exception(&env);
     // Strong (not weak): a download in progress keeps Node running until it settles.
     let events = on_event.build_threadsafe_function().callee_handled::<false>().build()?;
     let flag = cancel.flag.clone();

@@ -21,6 +21,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::backend::Prepared;
+use crate::keyphrases::Extraction;
 use crate::model::WeightMemory;
 use crate::progress::{now_ms, LogLevel, Outgoing, ProgressEvent, Sink};
 use crate::results::{ResultLedger, Vectors};
@@ -74,6 +75,9 @@ pub struct Ticket {
 /// The worker's side of a request: its texts and the results so far. Checked out while a step runs.
 pub struct Work {
     pub id: u64,
+    /// A key-phrase request's candidate extraction, run by the worker before its texts exist; shared with the
+    /// reply, which ranks with it.
+    pub extraction: Option<Arc<Mutex<Extraction>>>,
     pub texts: Vec<String>,
     pub prompt: Option<String>,
     pub tokens: Option<Vec<Prepared>>,
@@ -236,6 +240,22 @@ impl Shared {
     /// Admits a request; returns its id. Disarms the keep-alive in the same critical section, so an unload
     /// decision can never see this request as absent.
     pub fn submit(&self, texts: Vec<String>, prompt: Option<String>, priority: Priority, reply: Reply<Embeddings>) -> u64 {
+        self.admit(None, texts, prompt, priority, reply)
+    }
+
+    /// Admits a key-phrase request: the worker extracts its candidates (in steps), then embeds them.
+    pub fn submit_extraction(&self, extraction: Arc<Mutex<Extraction>>, priority: Priority, reply: Reply<Embeddings>) -> u64 {
+        self.admit(Some(extraction), Vec::new(), None, priority, reply)
+    }
+
+    fn admit(
+        &self,
+        extraction: Option<Arc<Mutex<Extraction>>>,
+        texts: Vec<String>,
+        prompt: Option<String>,
+        priority: Priority,
+        reply: Reply<Embeddings>,
+    ) -> u64 {
         let mut core = self.core.lock();
         let id = core.next_id;
         core.next_id += 1;
@@ -249,6 +269,7 @@ impl Shared {
             id,
             Work {
                 id,
+                extraction,
                 texts,
                 prompt,
                 tokens: None,

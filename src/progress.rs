@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 pub enum Status {
     DownloadingModel,
     LoadingModel,
+    ExtractingCandidates,
     ProcessingEmbeddings,
     ProcessingBatch,
     CleaningMemory,
@@ -27,6 +28,7 @@ impl Status {
         match self {
             Status::DownloadingModel => "downloading_model",
             Status::LoadingModel => "loading_model",
+            Status::ExtractingCandidates => "extracting_candidates",
             Status::ProcessingEmbeddings => "processing_embeddings",
             Status::ProcessingBatch => "processing_batch",
             Status::CleaningMemory => "cleaning_memory",
@@ -40,7 +42,7 @@ impl Status {
 
     /// Routine per-batch progress, which a newer event of the same request may replace.
     fn coalescable(self) -> bool {
-        matches!(self, Status::ProcessingEmbeddings | Status::ProcessingBatch)
+        matches!(self, Status::ExtractingCandidates | Status::ProcessingEmbeddings | Status::ProcessingBatch)
     }
 }
 

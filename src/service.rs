@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::batching::BatchLimits;
 use crate::device::{self, default_threads, DeviceChoice};
 use crate::error::{Error, Result};
-use crate::keyphrases::{Keyphrase, KeyphraseOptions, Plan};
+use crate::keyphrases::{Extraction, Keyphrase, KeyphraseOptions};
 use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
@@ -174,10 +174,11 @@ impl Service {
         rx.recv().map_err(|_| Error::internal("the worker dropped a request without answering"))?
     }
 
-    /// Key phrases of each document, KeyBERT's way: the documents and their distinct candidate n-grams are
-    /// embedded as one request (no prompt, at `options.priority`), then each document's candidates are ranked
-    /// against it on the worker thread. Returns the request's id, for `abort`. Candidates are extracted here,
-    /// on the calling thread: linear in the text, a fraction of a millisecond for a document chunk.
+    /// Key phrases of each document, KeyBERT's way: candidate n-grams are extracted on the worker, a slice of
+    /// text per step (progress `extracting_candidates`, abortable, watched by the watchdog; at index priority
+    /// queries run between slices), then the documents and their distinct candidates are embedded as one request
+    /// (no prompt, at `options.priority`) and each document's candidates ranked against it. The calling thread
+    /// only hands the texts over. Returns the request's id, for `abort`.
     pub fn extract_keyphrases(
         &self,
         documents: Vec<String>,
@@ -188,17 +189,23 @@ impl Service {
             reply(Err(e));
             return 0;
         }
-        let plan = Plan::new(&documents, &options);
-        let texts = plan.texts.clone();
-        let embed_options = EmbedOptions { prompt: None, priority: options.priority };
-        self.embed(
-            texts,
-            embed_options,
+        if documents.is_empty() {
+            reply(Ok(Vec::new()));
+            return 0;
+        }
+        let extraction = Arc::new(parking_lot::Mutex::new(Extraction::new(documents, &options)));
+        let ranker = extraction.clone();
+        let priority = options.priority;
+        self.shared.submit_extraction(
+            extraction,
+            priority,
             Box::new(move |result| {
                 // The reply runs on the worker thread: a bug here must fail this request, not the worker.
                 let ranked = result.and_then(|e| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.rank(&e.vectors.iter().collect::<Vec<_>>(), &options)))
-                        .map_err(|p| Error::from_panic("ranking key phrases", p.as_ref()))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        ranker.lock().rank(&e.vectors.iter().collect::<Vec<_>>(), &options)
+                    }))
+                    .map_err(|p| Error::from_panic("ranking key phrases", p.as_ref()))
                 });
                 reply(ranked)
             }),

@@ -10,6 +10,7 @@ use crate::backend::{Backend, Prepared};
 use crate::batching::{plan_batches, BatchLimits};
 use crate::device::{self, DeviceChoice};
 use crate::error::{Error, Result};
+use crate::keyphrases::EXTRACTION_SLICE_BYTES;
 use crate::lifecycle::{After, Core, Embeddings, Shared, State, Work};
 use crate::scheduler::Priority;
 use parking_lot::MutexGuard;
@@ -496,6 +497,31 @@ fn step(
     work: &mut Work,
     yielding: Yield,
 ) -> Result<Step> {
+    if let Some(extraction) = work.extraction.clone() {
+        // A key-phrase request: one slice of candidate extraction per step, so queries, abort, close and the
+        // watchdog meet it between slices as they meet batches.
+        let mut job = extraction.lock();
+        let done = job.step(EXTRACTION_SLICE_BYTES);
+        for (doc, kept) in job.take_capped() {
+            shared.log(
+                LogLevel::Warn,
+                format!(
+                    "extractKeyphrases: document {doc} has more distinct candidates than maxCandidates ({kept}); its key \
+                     phrases are ranked among the first {kept}, in reading order"
+                ),
+            );
+        }
+        let (read, total) = job.progress();
+        shared.emit(
+            ProgressEvent::new(Status::ExtractingCandidates, read, total, format!("candidates: {read}/{total} bytes read"))
+                .for_request(work.id),
+        );
+        if done {
+            work.texts = job.texts().to_vec();
+            work.extraction = None;
+        }
+        return Ok(Step::More);
+    }
     let n = work.texts.len() as u64;
     if work.tokens.is_none() {
         if let Some(trigger) = &config.faults.panic_on_text {
@@ -520,6 +546,14 @@ fn step(
         work.vectors = Some(Vectors::new(tokens.len(), loaded.backend.dimensions(), &shared.results)?);
         work.tokens = Some(tokens);
         work.started_at = Some(Instant::now());
+        if work.plan.is_empty() {
+            // Nothing to embed (a key-phrase request whose documents have no candidates).
+            return Ok(Step::Done(Embeddings {
+                dimensions: loaded.backend.dimensions(),
+                vectors: work.vectors.take().expect("mapped above"),
+                token_counts: Vec::new(),
+            }));
+        }
     }
     if let Some(pause) = config.faults.stall.filter(|_| generation == 0) {
         std::thread::sleep(pause);

@@ -44,7 +44,7 @@ fn argmax(values: impl Iterator<Item = f64>) -> Option<usize> {
 
 /// Picks up to `top_n` of `candidates` (with their embeddings, in the same order) for the document embedding
 /// `doc`. The result is sorted by score, highest first; equal scores keep the order they were chosen in.
-pub fn rank(doc: &[f32], candidates: &[String], embeddings: &[&[f32]], top_n: usize, ranking: Ranking) -> Vec<Keyphrase> {
+pub fn rank<S: AsRef<str>>(doc: &[f32], candidates: &[S], embeddings: &[&[f32]], top_n: usize, ranking: Ranking) -> Vec<Keyphrase> {
     debug_assert_eq!(candidates.len(), embeddings.len());
     if candidates.is_empty() || top_n == 0 {
         return Vec::new();
@@ -83,7 +83,7 @@ pub fn rank(doc: &[f32], candidates: &[String], embeddings: &[&[f32]], top_n: us
         }
     };
     let mut out: Vec<Keyphrase> =
-        chosen.into_iter().map(|i| Keyphrase { text: candidates[i].clone(), score: round4(to_doc[i]) }).collect();
+        chosen.into_iter().map(|i| Keyphrase { text: candidates[i].as_ref().to_owned(), score: round4(to_doc[i]) }).collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
 }
@@ -122,6 +122,6 @@ mod tests {
         let e: [&[f32]; 1] = [&[0.0, 0.0]];
         let got = rank(&[1.0, 0.0], &c, &e, 5, Ranking::Mmr { diversity: 0.5 });
         assert_eq!(got, [Keyphrase { text: "x".into(), score: 0.0 }]);
-        assert!(rank(&[1.0], &[], &[], 5, Ranking::Cosine).is_empty());
+        assert!(rank::<&str>(&[1.0], &[], &[], 5, Ranking::Cosine).is_empty());
     }
 }
