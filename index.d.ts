@@ -122,11 +122,16 @@ export interface EmbeddingServiceOptions {
    *   `ERR_REMOTE`. `status().device` is 'remote <endpoint>'; unloading closes the connections.
    * - Texts are batched by `maxBatchSize` and `maxBatchTokens`, with tokens estimated as characters / 4
    *   (the tokenizer is on the server); `embedDetailed`'s `tokenCounts` are those estimates.
-   * - Up to `remoteConcurrency` batches are in flight at once, one per connection, so a query sent during an
-   *   index job waits behind at most one batch per connection, then goes first.
+   * - Up to `remoteConcurrency` index batches are in flight at once, one per connection. A query does not wait
+   *   for them: it goes out at once on a connection of its own, and while queries arrive index batches shrink.
    * - Refused or reset connections and 429/503 answers are retried, each batch whole, up to 5 times within
-   *   10 s (honouring `Retry-After`); no text is dropped or counted twice. Connect timeouts and other failures
-   *   reject with `ERR_REMOTE`; a 404 naming the model with `ERR_MODEL_NOT_FOUND`.
+   *   10 s (honouring `Retry-After`); no text is dropped or counted twice. Connect timeouts, TLS failures
+   *   (never retried) and other failures reject with `ERR_REMOTE`; a 404 naming the model with
+   *   `ERR_MODEL_NOT_FOUND`.
+   * - The server is not trusted: a value that is not finite in f32 (1e39 is valid JSON) fails the request with
+   *   `ERR_REMOTE` naming the text; redirects are not followed (`ERR_REMOTE`: vectors only ever come from the
+   *   request that carried the texts); an answer larger than its texts' vectors can take is refused.
+   * - Credentials in the URL (`user:password@`) are refused with `ERR_INVALID_INPUT`: use `apiKey`.
    * - Texts are sent whole: truncating long ones is the server's (infinity truncates; text-embeddings-inference
    *   needs `--auto-truncate`, and vLLM rejects them, failing the request with `ERR_REMOTE`).
    * - A request the server leaves unanswered is a stall: reported at `stallWarningMs`, failed with
@@ -137,7 +142,12 @@ export interface EmbeddingServiceOptions {
    * `device` is ignored and `dtype` refused with an endpoint.
    */
   endpoint?: string
-  /** Sent as `Authorization: Bearer <apiKey>` with an `endpoint`. */
+  /**
+   * Sent as `Authorization: Bearer <apiKey>` with an `endpoint`. Must be printable ASCII without spaces (a
+   * valid header value), else the constructor throws `ERR_INVALID_INPUT` without quoting it. It never appears
+   * in an error, event, log line or `status()`: a server message that quotes it has it replaced by
+   * `[apiKey redacted]`.
+   */
   apiKey?: string
   /** Requests in flight to the `endpoint` at once. Default 2. */
   remoteConcurrency?: number

@@ -218,3 +218,138 @@ describe('EmbeddingService over a remote server (infinity-emb)', () => {
     expect(new PythonEmbeddingService({ modelName: MODEL }).getServiceType()).toBe('gpu')
   })
 })
+
+// A scripted OpenAI-compatible server in this process (the worker thread calls it; the event loop stays free):
+// `answer(input, req)` returns [status, body, headers] or a promise of them.
+async function scriptedServer(answer) {
+  const http = await import('node:http')
+  const seen = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', async () => {
+      const input = req.method === 'POST' ? JSON.parse(body || '{}').input ?? [] : []
+      seen.push({ method: req.method, url: req.url, input, authorization: req.headers.authorization })
+      const [status, payload, headers = {}] = req.url.endsWith('/models') ? [404, '{"detail":"no list"}'] : await answer(input, req)
+      res.writeHead(status, { 'content-type': 'application/json', ...headers })
+      res.end(typeof payload === 'string' ? payload : JSON.stringify(payload))
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, seen, close: () => new Promise((r) => server.close(r)) }
+}
+const vectors = (input, value = () => 0.5) => ({ data: input.map((_, i) => ({ index: i, embedding: [value(i), 0.1, 0.2, 0.3] })) })
+
+describe('EmbeddingService against a hostile or slow scripted server', () => {
+  it('a query does not wait for the index batches in flight: it goes out at once on its own connection', async () => {
+    let released
+    const release = new Promise((r) => (released = r))
+    let heldCount = 0
+    let indexHeld
+    const indexInFlight = new Promise((r) => (indexHeld = r))
+    // Index batches are answered only once the query has been answered (or after 10 s, so a build whose query
+    // waits for them fails on the order of answers below instead of hanging).
+    const safety = setTimeout(released, 10_000)
+    const answered = []
+    const server = await scriptedServer(async (input) => {
+      if (input.length === 1 && input[0].startsWith('QUERY')) {
+        answered.push('query')
+        setImmediate(released)
+        return [200, vectors(input)]
+      }
+      if (input.length > 1) {
+        if (++heldCount === 2) indexHeld()
+        await release
+        answered.push('index batch')
+      }
+      return [200, vectors(input)]
+    })
+    const svc = new EmbeddingService({ model: 'm', endpoint: server.url, remoteConcurrency: 2, maxBatchSize: 10 })
+    try {
+      await svc.load()
+      const order = []
+      const job = svc.embed(Array.from({ length: 40 }, (_, i) => `index text ${i}`)).then(() => order.push('index'))
+      await indexInFlight
+      const query = svc.embed(['QUERY where is it?'], { priority: 'query' }).then(() => order.push('query'))
+      await Promise.all([job, query])
+      expect(order).toEqual(['query', 'index'])
+      // The server answered the query while both index batches were still held by it.
+      expect(answered.slice(0, 3)).toEqual(['query', 'index batch', 'index batch'])
+    } finally {
+      clearTimeout(safety)
+      await svc.close()
+      await server.close()
+    }
+  })
+
+  it('never lets the API key out: not in errors, events, log lines or status', async () => {
+    const key = 'sk-live-SECRET-0123456789'
+    // A server that quotes the Authorization header it got in its 401.
+    const server = await scriptedServer((input, req) => [401, { error: { message: `rejected header Authorization: ${req.headers.authorization}` } }])
+    const outputs = []
+    const svc = new EmbeddingService({
+      model: 'm', endpoint: server.url, apiKey: key,
+      onProgress: (e) => outputs.push(JSON.stringify(e)),
+      logger: (level, message) => outputs.push(message),
+    })
+    try {
+      const err = await svc.embed(['a']).catch((e) => e)
+      expect(err.code).toBe('ERR_REMOTE')
+      expect(err.message).toContain('[apiKey redacted]')
+      outputs.push(err.message, String(err.stack), JSON.stringify(svc.status()))
+      expect(server.seen[0].authorization).toBe(`Bearer ${key}`)
+      expect(outputs.filter((o) => o.includes(key))).toEqual([])
+      expect(outputs.filter((o) => o.includes('SECRET'))).toEqual([])
+    } finally {
+      await svc.close()
+      await server.close()
+    }
+    // Keys that cannot be a header value, and credentials in the URL, are refused without being quoted.
+    for (const [options, secret] of [
+      [{ apiKey: `${key}\n` }, key],
+      [{ apiKey: `${key}é` }, key],
+      [{ endpoint: 'http://alice:hunter2@127.0.0.1:9/v1' }, 'hunter2'],
+    ]) {
+      let thrown
+      try {
+        new EmbeddingService({ model: 'm', endpoint: 'http://127.0.0.1:9/v1', ...options })
+      } catch (err) {
+        thrown = err
+      }
+      expect(thrown?.code).toBe('ERR_INVALID_INPUT')
+      expect(thrown.message).not.toContain(secret)
+    }
+  })
+
+  it('a value beyond f32 fails the call with ERR_REMOTE naming the text, never a wrong vector', async () => {
+    const server = await scriptedServer((input) => [200, input[0] === 'dimension probe' ? vectors(input) : JSON.stringify(vectors(input)).replace('"embedding":[0.5', '"embedding":[1e39')])
+    const svc = new EmbeddingService({ model: 'm', endpoint: server.url })
+    try {
+      const err = await svc.embed(['first', 'second']).catch((e) => e)
+      expect(err.code).toBe('ERR_REMOTE')
+      expect(err.message).toMatch(/text \d+ has a value that is not a finite f32/)
+      expect(await svc.embed(['dimension probe'])).toHaveLength(1)
+    } finally {
+      await svc.close()
+      await server.close()
+    }
+  })
+
+  it('a redirect is not followed: no vectors from a request that did not carry the texts', async () => {
+    const elsewhere = await scriptedServer((input) => [200, vectors(input)])
+    const server = await scriptedServer((input) =>
+      input[0] === 'dimension probe' ? [200, vectors(input)] : [307, '', { location: `${elsewhere.url}/embeddings` }],
+    )
+    const svc = new EmbeddingService({ model: 'm', endpoint: server.url })
+    try {
+      const err = await svc.embed(['a text']).catch((e) => e)
+      expect(err.code).toBe('ERR_REMOTE')
+      expect(err.message).toMatch(/307 .*redirect/)
+      expect(elsewhere.seen.filter((r) => r.method === 'POST')).toEqual([])
+    } finally {
+      await svc.close()
+      await server.close()
+      await elsewhere.close()
+    }
+  })
+})

@@ -80,9 +80,11 @@ impl Backend {
 
     /// Embeds one step's batches, returning their vectors batch by batch. Locally `checkpoint` may run inside
     /// the forward pass; for a server, `wait` runs after each answer (`true`) and while waiting (`false`).
+    /// `positions` are each batch's texts' places in the request, for messages about a text.
     pub fn embed(
         &self,
         batches: &[Vec<&Prepared>],
+        positions: &[Vec<usize>],
         checkpoint: Option<cpu_bert::Checkpoint>,
         wait: impl FnMut(bool) -> Result<()>,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
@@ -105,7 +107,7 @@ impl Backend {
                     .iter()
                     .map(|batch| batch.iter().map(|p| remote_text(p).to_string()).collect())
                     .collect();
-                r.embed_batches(texts, wait)
+                r.embed_batches(texts, positions.to_vec(), wait)
             }
         }
     }

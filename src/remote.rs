@@ -8,6 +8,11 @@
 //! Connection failures and 429/503 answers are retried with backoff, each batch whole: a batch's vectors come
 //! from exactly one answer, so no text is dropped or counted twice. Everything else fails the request with
 //! `ERR_REMOTE`, carrying the server's status and message.
+//!
+//! A server is not trusted: every value must be finite in f32, an answer may be no larger than what was asked
+//! for could take (texts x dimensions), redirects are not followed (vectors only ever come from the request
+//! that carried the texts), a TLS failure is not retried, and the API key never appears in an error: it must
+//! be a valid header value, and server messages are scrubbed of it. Credentials in the endpoint URL are refused.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,21 +38,57 @@ pub struct RemoteOptions {
 pub const DEFAULT_CONCURRENCY: usize = 2;
 
 impl RemoteOptions {
-    /// A malformed endpoint is the caller's mistake, refused before any request.
+    /// A malformed endpoint or key is the caller's mistake, refused before any request; neither message quotes
+    /// a secret.
     pub fn validate(&self) -> Result<()> {
         let endpoint = self.endpoint.trim_end_matches('/');
         let host = endpoint.strip_prefix("http://").or_else(|| endpoint.strip_prefix("https://"));
         if host.is_none_or(|h| h.is_empty() || h.starts_with('/') || h.contains(char::is_whitespace)) {
             return Err(Error::invalid_input(format!(
                 "`endpoint` {:?} must be an http:// or https:// URL such as \"http://gpu-box:7997/v1\"",
-                self.endpoint
+                redact_userinfo(&self.endpoint)
             )));
+        }
+        if host.is_some_and(|h| h.split(['/', '?', '#']).next().unwrap_or("").contains('@')) {
+            return Err(Error::invalid_input(format!(
+                "`endpoint` {:?} carries credentials (user:password@); they would travel in every message that names \
+                 the server: pass the key as `apiKey` instead",
+                redact_userinfo(&self.endpoint)
+            )));
+        }
+        if let Some(key) = &self.api_key {
+            if key.is_empty() {
+                return Err(Error::invalid_input("`apiKey` is empty"));
+            }
+            if let Some(at) = key.chars().position(|c| !c.is_ascii_graphic()) {
+                return Err(Error::invalid_input(format!(
+                    "`apiKey` has a character that cannot be sent in an HTTP header at position {at} (a space, a line \
+                     break or another control character, or a non-ASCII character); the key is not shown"
+                )));
+            }
         }
         if self.concurrency == 0 {
             return Err(Error::invalid_input("`remoteConcurrency` must be at least 1"));
         }
         Ok(())
     }
+}
+
+/// The URL with any `user:password@` replaced, for messages.
+fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_string() };
+    let authority_end = url[scheme_end..].find(['/', '?', '#']).map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// The largest answer accepted for `texts` vectors of `dimensions` (0: not known yet, the first probe): room for
+/// each value written out in full (`-1.2345678901234567e-10,` is 24 bytes) and per-item JSON, plus a margin.
+fn answer_limit(texts: usize, dimensions: usize) -> u64 {
+    let dimensions = if dimensions == 0 { 16_384 } else { dimensions };
+    64 * 1024 + texts as u64 * (512 + dimensions as u64 * 32)
 }
 
 /// How often the worker, waiting for the server, checks whether the request was aborted or the service closed.
@@ -89,6 +130,8 @@ impl RemoteEmbedder {
         options.validate()?;
         let endpoint = options.endpoint.trim_end_matches('/');
         let agent = ureq::AgentBuilder::new()
+            // A redirected POST arrives as a body-less GET: its answer would be vectors for texts it never saw.
+            .redirects(0)
             .timeout_connect(Duration::from_secs(10))
             .timeout_read(read_timeout)
             .timeout_write(read_timeout)
@@ -105,7 +148,7 @@ impl RemoteEmbedder {
         };
         // Servers that route by model answer 404 naming it (vLLM, Ollama: ERR_MODEL_NOT_FOUND from `post`); others
         // answer for whatever they serve (infinity, text-embeddings-inference), so their model list is checked.
-        let probe = remote.embed_batches(vec![vec!["dimension probe".to_string()]], check)?;
+        let probe = remote.embed_batches(vec![vec!["dimension probe".to_string()]], vec![vec![0]], check)?;
         remote.dimensions = probe.first().and_then(|b| b.first()).map_or(0, Vec::len);
         if remote.dimensions == 0 {
             return Err(Error::remote(format!("{}: the server answered with an empty vector", remote.url)));
@@ -169,25 +212,26 @@ impl RemoteEmbedder {
             .collect())
     }
 
-    /// Sends each batch as one request, all at once, and returns their vectors in the same order. `check` runs
-    /// on the worker thread after each answer (`true`: progress) and every few milliseconds while waiting
-    /// (`false`); an error from it abandons the batches still in flight, whose answers are then discarded and
-    /// whose retries stop.
+    /// Sends each batch as one request, all at once, and returns their vectors in the same order. `positions`
+    /// are the texts' places in the caller's request (for messages). `check` runs on the worker thread after
+    /// each answer (`true`: progress) and every few milliseconds while waiting (`false`); an error from it
+    /// abandons the batches still in flight, whose answers are then discarded and whose retries stop.
     pub fn embed_batches(
         &self,
         batches: Vec<Vec<String>>,
+        positions: Vec<Vec<usize>>,
         mut check: impl FnMut(bool) -> Result<()>,
     ) -> Result<Vec<Vec<Vec<f32>>>> {
         let count = batches.len();
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
-        for (i, texts) in batches.into_iter().enumerate() {
+        for (i, (texts, positions)) in batches.into_iter().zip(positions).enumerate() {
             let (tx, cancel) = (tx.clone(), cancel.clone());
             let request = self.clone_for_request();
             std::thread::Builder::new()
                 .name("embedding-remote-request".into())
                 .spawn(move || {
-                    let answer = request.post(&texts, &cancel);
+                    let answer = request.post(&texts, &positions, &cancel);
                     let _ = tx.send((i, answer));
                 })
                 .map_err(|e| Error::internal(format!("cannot start a request thread: {e}")))?;
@@ -236,8 +280,21 @@ impl RemoteEmbedder {
         }
     }
 
+    /// A message about the server, with the API key scrubbed out wherever the server (or a transport error)
+    /// quoted it.
+    fn redact(&self, message: String) -> String {
+        match &self.api_key {
+            Some(key) if !key.is_empty() => message.replace(key.as_str(), "[apiKey redacted]"),
+            _ => message,
+        }
+    }
+
+    fn remote_error(&self, message: String) -> Error {
+        Error::remote(self.redact(message))
+    }
+
     /// One batch, retried whole on connection failures and 429/503.
-    fn post(&self, texts: &[String], cancel: &AtomicBool) -> Result<Vec<Vec<f32>>> {
+    fn post(&self, texts: &[String], positions: &[usize], cancel: &AtomicBool) -> Result<Vec<Vec<f32>>> {
         let body = serde_json::json!({ "model": self.model, "input": texts, "encoding_format": "float" }).to_string();
         let mut delay = FIRST_RETRY_DELAY;
         let mut attempt = 0;
@@ -251,7 +308,16 @@ impl RemoteEmbedder {
                 request = request.set("Authorization", &format!("Bearer {key}"));
             }
             let retry_after = match request.send_string(&body) {
-                Ok(response) => return self.parse(response, texts.len()),
+                Ok(response) if (300..400).contains(&response.status()) => {
+                    let location = response.header("Location").map(redact_userinfo).unwrap_or_default();
+                    return Err(self.remote_error(format!(
+                        "{} answered {} (a redirect to {location:?}); redirects are not followed, since the texts \
+                         would not travel with them: set `endpoint` to the final URL",
+                        self.url,
+                        response.status()
+                    )));
+                }
+                Ok(response) => return self.parse(response, positions),
                 Err(ureq::Error::Status(429 | 503, response)) if attempt < RETRIES => {
                     let after = response.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
                     let _ = response.into_string();
@@ -260,23 +326,23 @@ impl RemoteEmbedder {
                 Err(ureq::Error::Status(status, response)) => {
                     let message = server_message(&response.into_string().unwrap_or_default());
                     if status == 404 && message.to_lowercase().contains("model") {
-                        return Err(Error::model_not_found(format!(
+                        return Err(Error::model_not_found(self.redact(format!(
                             "{} does not serve {:?}: {status} {message}",
                             self.url, self.model
-                        )));
+                        ))));
                     }
-                    return Err(Error::remote(format!("{} answered {status} {message}", self.url)));
+                    return Err(self.remote_error(format!("{} answered {status} {message}", self.url)));
                 }
                 Err(ureq::Error::Transport(t)) if attempt < RETRIES && retryable(&t) => None,
                 Err(ureq::Error::Transport(t)) => {
                     let what = t.to_string();
-                    return Err(Error::remote(if what.contains(&self.url) { what } else { format!("{}: {what}", self.url) }));
+                    return Err(self.remote_error(if what.contains(&self.url) { what } else { format!("{}: {what}", self.url) }));
                 }
             };
             attempt += 1;
             let pause = retry_after.unwrap_or(delay).min(MAX_RETRY_DELAY);
             if started.elapsed() + pause > RETRY_BUDGET {
-                return Err(Error::remote(format!(
+                return Err(self.remote_error(format!(
                     "{}: still unavailable after {attempt} tries in {:.1} s",
                     self.url,
                     started.elapsed().as_secs_f64()
@@ -287,7 +353,7 @@ impl RemoteEmbedder {
         }
     }
 
-    fn parse(&self, response: ureq::Response, expected: usize) -> Result<Vec<Vec<f32>>> {
+    fn parse(&self, response: ureq::Response, positions: &[usize]) -> Result<Vec<Vec<f32>>> {
         #[derive(serde::Deserialize)]
         struct Item {
             embedding: Vec<f32>,
@@ -297,26 +363,48 @@ impl RemoteEmbedder {
         struct Answer {
             data: Vec<Item>,
         }
-        let text = response.into_string().map_err(|e| Error::remote(format!("{}: reading the answer: {e}", self.url)))?;
+        use std::io::Read;
+        let expected = positions.len();
+        let limit = answer_limit(expected, self.dimensions);
+        let mut bytes = Vec::new();
+        response
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.remote_error(format!("{}: reading the answer: {e}", self.url)))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.remote_error(format!(
+                "{}: an answer larger than {limit} bytes for {expected} texts (more than their vectors can take)",
+                self.url
+            )));
+        }
+        let text = String::from_utf8_lossy(&bytes);
         let answer: Answer = serde_json::from_str(&text).map_err(|e| {
-            Error::remote(format!("{}: not an embeddings answer ({e}): {}", self.url, server_message(&text)))
+            self.remote_error(format!("{}: not an embeddings answer ({e}): {}", self.url, server_message(&text)))
         })?;
         if answer.data.len() != expected {
-            return Err(Error::remote(format!("{}: {} vectors for {expected} texts", self.url, answer.data.len())));
+            return Err(self.remote_error(format!("{}: {} vectors for {expected} texts", self.url, answer.data.len())));
         }
         // The API numbers its items; servers may answer out of order.
         let mut vectors: Vec<Option<Vec<f32>>> = (0..expected).map(|_| None).collect();
         for (position, item) in answer.data.into_iter().enumerate() {
             let i = item.index.unwrap_or(position);
             if i >= expected || vectors[i].is_some() {
-                return Err(Error::remote(format!("{}: an answer with a bad or repeated index {i}", self.url)));
+                return Err(self.remote_error(format!("{}: an answer with a bad or repeated index {i}", self.url)));
             }
             if self.dimensions != 0 && item.embedding.len() != self.dimensions {
-                return Err(Error::remote(format!(
+                return Err(self.remote_error(format!(
                     "{}: a vector of {} dimensions, not {}",
                     self.url,
                     item.embedding.len(),
                     self.dimensions
+                )));
+            }
+            // A value past f32's range (1e39) is valid JSON and becomes infinity: a wrong vector, never returned.
+            if let Some(v) = item.embedding.iter().position(|x| !x.is_finite()) {
+                return Err(self.remote_error(format!(
+                    "{}: the vector for text {} has a value that is not a finite f32 (component {v})",
+                    self.url, positions[i]
                 )));
             }
             vectors[i] = Some(item.embedding);
@@ -327,11 +415,24 @@ impl RemoteEmbedder {
 
 /// Failures worth another try: the server refused or dropped the connection (not started yet, restarting).
 /// Timeouts are not: a host that drops packets would cost a connect timeout per try, and a request that got
-/// no answer in the stall time is the watchdog's to report.
+/// no answer in the stall time is the watchdog's to report. Nor is a TLS failure (a certificate, or https to
+/// a plain-http server): it fails the same way every time, so it is reported at once.
 fn retryable(t: &ureq::Transport) -> bool {
     use ureq::ErrorKind::*;
-    let timed_out = t.to_string().to_lowercase().contains("timed out");
-    matches!(t.kind(), ConnectionFailed | Dns | Io) && !timed_out
+    let text = t.to_string().to_lowercase();
+    if text.contains("timed out") || text.contains("tls") || text.contains("certificate") || text.contains("handshake") {
+        return false;
+    }
+    let mut source = std::error::Error::source(t);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return false; // a TLS record where none was expected, or garbage: not the connection's fault
+            }
+        }
+        source = e.source();
+    }
+    matches!(t.kind(), ConnectionFailed | Dns | Io)
 }
 
 /// The server's own message, from a JSON error body where it has one (`{"error": {"message": ...}}`,
@@ -433,7 +534,7 @@ mod tests {
             dimensions: 2,
             prompts: BTreeMap::new(),
         };
-        let got = remote.post(&["a".into(), "b".into()], &AtomicBool::new(false)).unwrap();
+        let got = remote.post(&["a".into(), "b".into()], &[0, 1], &AtomicBool::new(false)).unwrap();
         assert_eq!(got, vec![vec![1.0, 0.0], vec![0.0, 1.0]], "placed by index, not by position");
         let bodies = peer.join().unwrap();
         assert_eq!(bodies.len(), 3);
@@ -453,10 +554,122 @@ mod tests {
             dimensions: 0,
             prompts: BTreeMap::new(),
         };
-        let err = remote.post(&["a".into()], &AtomicBool::new(false)).unwrap_err();
+        let err = remote.post(&["a".into()], &[0], &AtomicBool::new(false)).unwrap_err();
         assert_eq!(err.code, ErrorCode::Remote);
         assert!(err.message.contains("401") && err.message.contains("bad key"), "{}", err.message);
         assert_eq!(peer.join().unwrap().len(), 1);
+    }
+
+    fn embedder(url: &str, api_key: Option<&str>, dimensions: usize) -> RemoteEmbedder {
+        RemoteEmbedder {
+            agent: ureq::AgentBuilder::new().redirects(0).build(),
+            url: format!("{url}/embeddings"),
+            model: "m".into(),
+            api_key: api_key.map(str::to_string),
+            concurrency: 1,
+            dimensions,
+            prompts: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_value_beyond_f32_is_refused_naming_the_text() {
+        // 1e39 is valid JSON and overflows f32 to infinity.
+        let answer = r#"{"data":[{"index":0,"embedding":[0.5,0.5]},{"index":1,"embedding":[1e39,0.0]}]}"#;
+        let (url, peer) = scripted_peer(vec![http("200 OK", "", answer)]);
+        let err = embedder(&url, None, 2).post(&["a".into(), "b".into()], &[7, 12], &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Remote);
+        assert!(err.message.contains("text 12") && err.message.contains("finite"), "{}", err.message);
+        peer.join().unwrap();
+    }
+
+    #[test]
+    fn a_redirect_is_not_followed_and_fails_the_batch() {
+        let (url, peer) = scripted_peer(vec![http("302 Found", "Location: http://user:pw@elsewhere.example/v1/embeddings\r\n", "")]);
+        let err = embedder(&url, Some("sk-secret"), 2).post(&["a".into()], &[0], &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Remote);
+        assert!(err.message.contains("302") && err.message.contains("redirect"), "{}", err.message);
+        assert!(!err.message.contains("pw@"), "{}", err.message);
+        assert_eq!(peer.join().unwrap().len(), 1, "one request, the redirect not followed");
+    }
+
+    #[test]
+    fn the_api_key_never_appears_in_a_message() {
+        let key = "sk-live-0123456789abcdef";
+        let body = format!(r#"{{"error":{{"message":"invalid header Authorization: Bearer {key}"}}}}"#);
+        let (url, peer) = scripted_peer(vec![http("401 Unauthorized", "", &body)]);
+        let err = embedder(&url, Some(key), 2).post(&["a".into()], &[0], &AtomicBool::new(false)).unwrap_err();
+        assert!(err.message.contains("401") && err.message.contains("[apiKey redacted]"), "{}", err.message);
+        assert!(!err.message.contains(key), "{}", err.message);
+        peer.join().unwrap();
+        // Keys that cannot be a header value are refused up front, without quoting them.
+        for bad in ["sk-with-newline\n", "sk-ünïcode", "sk with space", ""] {
+            let options = RemoteOptions { endpoint: "http://127.0.0.1:1/v1".into(), api_key: Some(bad.into()), concurrency: 1 };
+            let err = options.validate().unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidInput);
+            assert!(bad.is_empty() || !err.message.contains(bad.trim()), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_are_refused_without_quoting_them() {
+        let options = RemoteOptions { endpoint: "http://alice:hunter2@gpu-box:7997/v1".into(), api_key: None, concurrency: 1 };
+        let err = options.validate().unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(!err.message.contains("hunter2") && !err.message.contains("alice"), "{}", err.message);
+        assert!(err.message.contains("http://***@gpu-box:7997/v1"), "{}", err.message);
+        assert_eq!(redact_userinfo("https://h/v1?next=a@b"), "https://h/v1?next=a@b");
+    }
+
+    #[test]
+    fn an_answer_may_be_as_large_as_its_vectors_need_and_no_larger() {
+        // 300 texts of 3,072 dimensions, every value written out in full: about 20 MB, over ureq's 10 MB default.
+        let value = "-0.012345678901234567";
+        let row = vec![value; 3072].join(",");
+        let items: Vec<String> = (0..300).map(|i| format!(r#"{{"index":{i},"embedding":[{row}]}}"#)).collect();
+        let body = format!(r#"{{"data":[{}]}}"#, items.join(","));
+        assert!(body.len() > 15_000_000);
+        let (url, peer) = scripted_peer(vec![http("200 OK", "", &body)]);
+        let texts: Vec<String> = (0..300).map(|i| format!("t{i}")).collect();
+        let positions: Vec<usize> = (0..300).collect();
+        let got = embedder(&url, None, 3072).post(&texts, &positions, &AtomicBool::new(false)).unwrap();
+        assert_eq!(got.len(), 300);
+        peer.join().unwrap();
+        // The same bytes for 2 texts: more than 2 vectors can take.
+        let (url, peer) = scripted_peer(vec![http("200 OK", "", &body)]);
+        let err = embedder(&url, None, 3072).post(&texts[..2], &positions[..2], &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Remote);
+        assert!(err.message.contains("larger than"), "{}", err.message);
+        drop(peer);
+    }
+
+    #[test]
+    fn a_tls_failure_is_reported_at_once_not_retried() {
+        use std::io::{Read, Write};
+        // A plain-HTTP peer that an https:// endpoint reaches: it counts the connections it gets.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let counter = std::thread::spawn(move || {
+            let mut accepted = 0;
+            let until = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < until {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    accepted += 1;
+                    stream.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 512];
+                    let _ = stream.read(&mut buf);
+                    let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            accepted
+        });
+        let started = std::time::Instant::now();
+        let err = embedder(&format!("https://127.0.0.1:{port}/v1"), None, 2).post(&["a".into()], &[0], &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::Remote, "{}", err.message);
+        assert!(started.elapsed() < Duration::from_secs(2), "retried: {:?} ({})", started.elapsed(), err.message);
+        assert_eq!(counter.join().unwrap(), 1, "{}", err.message);
     }
 
     #[test]

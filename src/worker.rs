@@ -361,6 +361,32 @@ fn checkpoint(
     }
 }
 
+/// Runs waiting queries (up to the streak) while index request `index_id` waits for a server's answers; an
+/// answer (`answered`) is the index work's progress, which starts a new streak. Fails, ending the wait, when the
+/// index request was aborted, the service closed or the worker replaced.
+fn serve_queries_while_waiting(
+    shared: &Shared,
+    loaded: &Loaded,
+    config: &WorkerConfig,
+    generation: u64,
+    pool: Option<&rayon::ThreadPool>,
+    index_id: u64,
+    answered: bool,
+) -> Result<()> {
+    let mut core = shared.lock();
+    if answered {
+        core.lanes.index_progressed();
+    }
+    loop {
+        still_wanted(&core, generation, index_id)?;
+        let Some(query) = core.lanes.next_preempting_query() else { return Ok(()) };
+        core.paused = Some(index_id);
+        core = serve_step(shared, loaded, config, generation, pool, core, query)
+            .ok_or_else(|| Error::internal("the watchdog replaced this worker"))?;
+        core.paused = None;
+    }
+}
+
 fn load(shared: &Shared, config: &WorkerConfig, generation: u64) -> Result<(Loaded, String)> {
     let stage = |i: u64, what: &str| {
         shared.emit(ProgressEvent::new(Status::LoadingModel, i, 3, what));
@@ -570,13 +596,21 @@ fn step(
     let step_batches = &work.plan[work.next_batch..(work.next_batch + loaded.backend.batches_per_step()).min(work.plan.len())];
     let refs: Vec<Vec<&Prepared>> = step_batches.iter().map(|b| b.iter().map(|&i| &tokens[i]).collect()).collect();
     let id = work.id;
-    let wait = |answered: bool| remote_wait(shared, generation, id, answered);
+    // While an index step waits for a server, queries do not wait for its batches: each one goes out at once
+    // on its own connection (the in-flight batches carry on), as a local batch stops at a checkpoint for them.
+    let wait = |answered: bool| {
+        remote_wait(shared, generation, id, answered)?;
+        match yielding {
+            Yield::SmallerBatches(pool) | Yield::Checkpoints(pool) => serve_queries_while_waiting(shared, loaded, config, generation, pool, id, answered),
+            Yield::No => Ok(()),
+        }
+    };
     let vectors = match yielding {
         Yield::Checkpoints(pool) => {
             let mut pause = || checkpoint(shared, loaded, config, generation, pool, id, true);
-            loaded.backend.embed(&refs, Some(&mut pause), wait)?
+            loaded.backend.embed(&refs, step_batches, Some(&mut pause), wait)?
         }
-        Yield::No | Yield::SmallerBatches(_) => loaded.backend.embed(&refs, None, wait)?,
+        Yield::No | Yield::SmallerBatches(_) => loaded.backend.embed(&refs, step_batches, None, wait)?,
     };
     let results = work.vectors.as_mut().expect("mapped when tokenised");
     for (batch, batch_vectors) in step_batches.iter().zip(vectors) {
