@@ -59,6 +59,15 @@ impl Backend {
         matches!(self, Backend::Local(e) if e.has_checkpoints())
     }
 
+    /// Tokens the backend works through in `time`, where that decides how long a query waits behind a batch
+    /// in flight (a server, measured from its answers); `None` locally, where a batch pauses for queries.
+    pub fn tokens_within(&self, time: std::time::Duration) -> Option<usize> {
+        match self {
+            Backend::Local(_) => None,
+            Backend::Remote(r) => r.tokens_per_second().map(|rate| (rate * time.as_secs_f64()) as usize),
+        }
+    }
+
     /// Batches one step runs: one locally; one per connection for a server, sent at once.
     pub fn batches_per_step(&self) -> usize {
         match self {

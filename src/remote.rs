@@ -115,7 +115,13 @@ pub struct RemoteEmbedder {
     concurrency: usize,
     dimensions: usize,
     prompts: BTreeMap<String, String>,
+    /// The server's throughput in estimated tokens per second, from its recent answers to batches (not single
+    /// short texts, whose time is mostly the round trip); shared by the request threads.
+    rate: Arc<parking_lot::Mutex<Option<f64>>>,
 }
+
+/// Answers smaller than this many estimated tokens do not count towards the server's measured throughput.
+const RATE_MIN_TOKENS: usize = 64;
 
 impl RemoteEmbedder {
     /// Checks that the server answers for `model` (one embedding of a short text) and learns its dimensions.
@@ -145,6 +151,7 @@ impl RemoteEmbedder {
             concurrency: options.concurrency.max(1),
             dimensions: 0,
             prompts: crate::model::known_prompts::for_model(model).unwrap_or_default(),
+            rate: Arc::default(),
         };
         // Servers that route by model answer 404 naming it (vLLM, Ollama: ERR_MODEL_NOT_FOUND from `post`); others
         // answer for whatever they serve (infinity, text-embeddings-inference), so their model list is checked.
@@ -181,6 +188,21 @@ impl RemoteEmbedder {
         self.dimensions
     }
 
+    /// Estimated tokens per second the server has been answering at, once a batch has been answered.
+    pub fn tokens_per_second(&self) -> Option<f64> {
+        *self.rate.lock()
+    }
+
+    fn record_rate(&self, texts: &[String], elapsed: Duration) {
+        let tokens: usize = texts.iter().map(|t| estimated_tokens(t)).sum();
+        if tokens < RATE_MIN_TOKENS || elapsed.is_zero() {
+            return;
+        }
+        let now = tokens as f64 / elapsed.as_secs_f64();
+        let mut rate = self.rate.lock();
+        *rate = Some(rate.map_or(now, |r| 0.7 * r + 0.3 * now));
+    }
+
     /// Batches sent at once by one step.
     pub fn concurrency(&self) -> usize {
         self.concurrency
@@ -206,7 +228,7 @@ impl RemoteEmbedder {
             .iter()
             .map(|t| {
                 let text = format!("{prefix}{t}");
-                let tokens = text.chars().count().div_ceil(CHARS_PER_TOKEN) + 2;
+                let tokens = estimated_tokens(&text);
                 (text, tokens)
             })
             .collect())
@@ -277,6 +299,7 @@ impl RemoteEmbedder {
             concurrency: self.concurrency,
             dimensions: self.dimensions,
             prompts: BTreeMap::new(),
+            rate: self.rate.clone(),
         }
     }
 
@@ -307,6 +330,7 @@ impl RemoteEmbedder {
             if let Some(key) = &self.api_key {
                 request = request.set("Authorization", &format!("Bearer {key}"));
             }
+            let sent = std::time::Instant::now();
             let retry_after = match request.send_string(&body) {
                 Ok(response) if (300..400).contains(&response.status()) => {
                     let location = response.header("Location").map(redact_userinfo).unwrap_or_default();
@@ -317,7 +341,11 @@ impl RemoteEmbedder {
                         response.status()
                     )));
                 }
-                Ok(response) => return self.parse(response, positions),
+                Ok(response) => {
+                    let vectors = self.parse(response, positions)?;
+                    self.record_rate(texts, sent.elapsed());
+                    return Ok(vectors);
+                }
                 Err(ureq::Error::Status(429 | 503, response)) if attempt < RETRIES => {
                     let after = response.header("Retry-After").and_then(|s| s.trim().parse::<u64>().ok());
                     let _ = response.into_string();
@@ -411,6 +439,11 @@ impl RemoteEmbedder {
         }
         Ok(vectors.into_iter().map(|v| v.expect("all indices filled")).collect())
     }
+}
+
+/// A text's tokens as estimated here (the tokenizer is on the server), special tokens included.
+fn estimated_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(CHARS_PER_TOKEN) + 2
 }
 
 /// Failures worth another try: the server refused or dropped the connection (not started yet, restarting).
@@ -533,6 +566,7 @@ mod tests {
             concurrency: 1,
             dimensions: 2,
             prompts: BTreeMap::new(),
+            rate: Arc::default(),
         };
         let got = remote.post(&["a".into(), "b".into()], &[0, 1], &AtomicBool::new(false)).unwrap();
         assert_eq!(got, vec![vec![1.0, 0.0], vec![0.0, 1.0]], "placed by index, not by position");
@@ -553,6 +587,7 @@ mod tests {
             concurrency: 1,
             dimensions: 0,
             prompts: BTreeMap::new(),
+            rate: Arc::default(),
         };
         let err = remote.post(&["a".into()], &[0], &AtomicBool::new(false)).unwrap_err();
         assert_eq!(err.code, ErrorCode::Remote);
@@ -569,6 +604,7 @@ mod tests {
             concurrency: 1,
             dimensions,
             prompts: BTreeMap::new(),
+            rate: Arc::default(),
         }
     }
 

@@ -456,7 +456,6 @@ enum Yield<'a> {
     SmallerBatches(Option<&'a rayon::ThreadPool>),
 }
 
-/// How recently a query must have arrived for `Yield::SmallerBatches` to shrink index batches.
 /// How long the worker waits, idle with a model loaded, before handing its threads' free heap pages back to
 /// the OS: a request's tokens and working data are freed into the heaps of the threads that made them, which
 /// keep them for reuse (measured: +11.8 MB of resident memory after a 20,000-text job, kept while the model
@@ -477,7 +476,12 @@ fn release_heaps(pool: Option<&rayon::ThreadPool>) {
     collect();
 }
 
+/// How recently a query must have arrived for `Yield::SmallerBatches` to shrink index batches.
 const QUERIES_ARRIVING: Duration = Duration::from_secs(2);
+
+/// While queries arrive, how much of a server's time one index batch may take: what a query waits at most for
+/// the batch in flight before the server gets to it.
+const REMOTE_QUERY_WAIT: Duration = Duration::from_millis(40);
 
 /// Texts tokenised between two checkpoints of index work.
 const TOKENIZE_SLICE: usize = 64;
@@ -584,16 +588,35 @@ fn step(
     if let Some(pause) = config.faults.stall.filter(|_| generation == 0) {
         std::thread::sleep(pause);
     }
+    let mut per_step = loaded.backend.batches_per_step();
     if let Yield::SmallerBatches(_) = yielding {
         let arriving = shared.lock().last_query_at.is_some_and(|t| t.elapsed() < QUERIES_ARRIVING);
+        let tokens = work.tokens.as_ref().expect("tokenised above");
         let batch = &mut work.plan[work.next_batch];
         if arriving && batch.len() > 1 {
-            let rest = batch.split_off(batch.len().div_ceil(4));
-            work.plan.insert(work.next_batch + 1, rest);
+            // A server works through what it was sent before a query: while queries arrive, one batch of
+            // about `REMOTE_QUERY_WAIT` of its time is in flight. Locally, a quarter of the planned batch.
+            let keep = match loaded.backend.tokens_within(REMOTE_QUERY_WAIT) {
+                Some(budget) => {
+                    let mut sum = 0;
+                    batch.iter().take_while(|&&i| {
+                        sum += tokens[i].len();
+                        sum <= budget
+                    }).count().max(1)
+                }
+                None => batch.len().div_ceil(4),
+            };
+            if keep < batch.len() {
+                let rest = batch.split_off(keep);
+                work.plan.insert(work.next_batch + 1, rest);
+            }
+        }
+        if arriving {
+            per_step = 1;
         }
     }
     let tokens = work.tokens.as_ref().expect("tokenised above");
-    let step_batches = &work.plan[work.next_batch..(work.next_batch + loaded.backend.batches_per_step()).min(work.plan.len())];
+    let step_batches = &work.plan[work.next_batch..(work.next_batch + per_step).min(work.plan.len())];
     let refs: Vec<Vec<&Prepared>> = step_batches.iter().map(|b| b.iter().map(|&i| &tokens[i]).collect()).collect();
     let id = work.id;
     // While an index step waits for a server, queries do not wait for its batches: each one goes out at once
