@@ -10,13 +10,17 @@ function invalid(message) {
   return err
 }
 
-function abortError(signal) {
-  const err = new Error('the request was aborted by its AbortSignal')
-  err.name = 'AbortError'
-  err.code = 'ERR_ABORTED'
+/**
+ * The one abort error: `err` (the native ERR_ABORTED) or a new one, named 'AbortError', with the signal's
+ * reason as its `cause`.
+ */
+function abortError(signal, err = undefined) {
+  const error = err ?? new Error('the request was aborted by its AbortSignal')
+  error.name = 'AbortError'
+  error.code = 'ERR_ABORTED'
   const reason = signal ? reasonOf(signal) : undefined
-  if (reason !== undefined) err.cause = reason
-  return err
+  if (reason !== undefined) error.cause = reason
+  return error
 }
 
 // The options each method reads. Every one is read exactly once, here, inside a guard: a throwing getter, a
@@ -120,9 +124,10 @@ function defaultLogger(level, message) {
   if (level === 'warn' || level === 'error') process.stderr.write(`[embedding-service] ${level}: ${message}\n`)
 }
 
-// Receives events from the native side. Holds no reference to the service, so a service that is no longer
-// referenced can be garbage-collected (the native side keeps this hub alive through its callback).
-class Hub {
+// Routes events from the native side to the service's and each request's onProgress, and log lines to the
+// logger. Holds no reference to the service, so a service that is no longer referenced can be
+// garbage-collected (the native side keeps this router alive through its callback).
+class EventRouter {
   constructor(onProgress, logger) {
     this.onProgress = onProgress
     this.logger = logger
@@ -171,7 +176,7 @@ function createEmbeddingService(binding) {
 
   class EmbeddingService {
     #native
-    #hub
+    #router
 
     constructor(options) {
       const opts = readOptions(options, SERVICE_KEYS)
@@ -184,8 +189,8 @@ function createEmbeddingService(binding) {
         throw invalid('options.onProgress must be a function')
       }
       if (logger !== undefined && typeof logger !== 'function') throw invalid('options.logger must be a function')
-      this.#hub = new Hub(onProgress, logger ?? defaultLogger)
-      this.#native = new NativeEmbeddingService(opts, this.#hub.dispatch)
+      this.#router = new EventRouter(onProgress, logger ?? defaultLogger)
+      this.#native = new NativeEmbeddingService(opts, this.#router.dispatch)
     }
 
     embed(texts, options) {
@@ -220,7 +225,7 @@ function createEmbeddingService(binding) {
         delete opts.signal
         delete opts.onProgress
       }
-      const hub = this.#hub
+      const router = this.#router
       const native = this.#native
       let id = 0
       let abortedBeforeStart = false
@@ -248,11 +253,11 @@ function createEmbeddingService(binding) {
         return promise
       }
       if (abortedBeforeStart) native.abort(id)
-      if (onProgress) hub.listeners.set(id, onProgress)
+      if (onProgress) router.listeners.set(id, onProgress)
       const finish = () => {
         // Events the worker sent before settling this request reach their listeners before the caller resumes.
-        hub.dispatch(native.flush())
-        hub.listeners.delete(id)
+        router.dispatch(native.flush())
+        router.listeners.delete(id)
         unsubscribe()
       }
       return promise.then(
@@ -262,12 +267,7 @@ function createEmbeddingService(binding) {
         },
         (err) => {
           finish()
-          if (err && err.code === 'ERR_ABORTED') {
-            err.name = 'AbortError'
-            const reason = signal ? reasonOf(signal.signal) : undefined
-            if (reason !== undefined) err.cause = reason
-          }
-          throw err
+          throw err && err.code === 'ERR_ABORTED' ? abortError(signal?.signal, err) : err
         },
       )
     }
@@ -281,7 +281,7 @@ function createEmbeddingService(binding) {
     }
 
     close() {
-      return this.#native.close().then(() => this.#hub.dispatch(this.#native.flush()))
+      return this.#native.close().then(() => this.#router.dispatch(this.#native.flush()))
     }
 
     status() {
@@ -355,12 +355,7 @@ function createEmbeddingService(binding) {
           if (e.errorCode === undefined || e.errorCode === null) return resolve(e.dir)
           const err = new Error(e.errorMessage)
           err.code = e.errorCode
-          if (err.code === 'ERR_ABORTED') {
-            err.name = 'AbortError'
-            const reason = signal ? reasonOf(signal.signal) : undefined
-            if (reason !== undefined) err.cause = reason
-          }
-          reject(err)
+          reject(err.code === 'ERR_ABORTED' ? abortError(signal?.signal, err) : err)
         }
         try {
           binding.downloadModel(model, opts, onEvent, cancel)

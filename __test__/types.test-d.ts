@@ -45,7 +45,9 @@ describe('index.d.ts', () => {
     expectTypeOf(backend.config.modelName).toEqualTypeOf<string>()
     expectTypeOf(backend.loadModel('BAAI/bge-m3', 'gpu:bge-m3')).toEqualTypeOf<Promise<void>>()
     expectTypeOf(backend.generateEmbeddings([{ content: 'a', chunkIndex: 0 }])).toEqualTypeOf<Promise<EmbeddingVector[]>>()
-    expectTypeOf(backend.processBatch([{ content: 'a', chunkIndex: 0 }], 8)).toEqualTypeOf<Promise<EmbeddingResult[]>>()
+    // The results carry the chunks as given: their own type, not the narrower TextChunk.
+    expectTypeOf(backend.processBatch([{ content: 'a', chunkIndex: 0 }], 8)).toEqualTypeOf<Promise<EmbeddingResult<{ content: string; chunkIndex: number }>[]>>()
+    expectTypeOf(backend.processBatch([{ content: 'a', chunkIndex: 0, metadata: { sourceFile: 'f.md' } }])).resolves.toMatchTypeOf<EmbeddingResult[]>()
     expectTypeOf(backend.healthCheck()).toEqualTypeOf<Promise<HealthCheckResponse>>()
     expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'remote'>()
     expectTypeOf(backend.estimateProcessingTime(3)).toEqualTypeOf<number>()

@@ -1,10 +1,13 @@
 //! In-process sentence embeddings for Node.js.
 //!
-//! The core (everything but `binding`) is plain Rust with no napi in it, tested with `cargo test`:
-//! `service` is the public face; `lifecycle` the state machine under one lock; `scheduler` the two priority
-//! lanes; `worker` the thread that owns the model; `watchdog` the progress-based stall detector; `progress` the
-//! events and their bounded mailbox; `batching` the batch planner; `model` the model folder, tokenizer, encoder
-//! and pooling; `kernels` the CPU math at each SIMD level; `keyphrases` KeyBERT's key-phrase extraction on top of `service`.
+//! The core (everything but `binding`) is plain Rust with no napi in it, tested with `cargo test`. From the
+//! top: `service` is the public face; `watchdog` the progress-based stall detector; `worker` the thread that
+//! owns the model, a loop over the duties `lifecycle` gives it; `lifecycle` the state machine under one lock,
+//! every transition one of its methods; `backend` what the worker runs on (the model here, or a remote server
+//! through `remote`); `keyphrases` KeyBERT's key-phrase extraction; `scheduler` the two priority lanes;
+//! `batching` the batch planner; `model` the model folder, tokenizer, encoder and pooling; `kernels` the CPU
+//! math at each SIMD level; `progress` the events and their bounded mailbox; `results` the result blocks;
+//! `memory` handing freed pages back to the OS. A module only uses modules below it.
 
 pub mod backend;
 pub mod batching;
@@ -13,6 +16,7 @@ pub mod error;
 pub mod keyphrases;
 pub mod lifecycle;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod progress;
 pub mod remote;
@@ -49,11 +53,3 @@ pub use worker::FaultInjection;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Hands the calling thread's free allocator pages back to the OS (the system allocator does its own).
-pub(crate) fn release_free_memory() {
-    // SAFETY: mi_collect only walks the calling thread's heap and the process's abandoned pages.
-    #[cfg(not(feature = "system-allocator"))]
-    unsafe {
-        libmimalloc_sys::mi_collect(true)
-    }
-}

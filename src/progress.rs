@@ -189,11 +189,21 @@ impl Mailbox {
         !std::mem::replace(&mut s.drain_pending, true)
     }
 
-    /// Takes everything queued; the next push schedules a new drain.
+    /// Takes everything queued; the next push schedules a new drain. When the model has been unloaded (an
+    /// `idle` event is among them), the draining thread hands its free memory back too: it is the caller's
+    /// thread, which read every request's texts in, and their pages wait in its allocator heap until it
+    /// collects them; an unload is when a daemon expects memory back (measured: +12.9 MB after one
+    /// 100,000-text request without this).
     pub fn drain(&self) -> Vec<Outgoing> {
-        let mut s = self.inner.lock();
-        s.drain_pending = false;
-        s.items.drain(..).collect()
+        let items: Vec<Outgoing> = {
+            let mut s = self.inner.lock();
+            s.drain_pending = false;
+            s.items.drain(..).collect()
+        };
+        if items.iter().any(|item| matches!(item, Outgoing::Progress(e) if e.status == Status::Idle)) {
+            crate::memory::release_free_memory();
+        }
+        items
     }
 
     /// Items dropped because the consumer fell behind with a full mailbox.

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::BackendConfig;
 use crate::batching::BatchLimits;
 use crate::device::{self, default_threads, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::keyphrases::{Extraction, Keyphrase, KeyphraseOptions};
-use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Shared, Timing};
+use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Lifecycle, Timing};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
 use crate::progress::{NullSink, Sink};
@@ -84,7 +85,7 @@ impl Default for EmbedOptions {
 }
 
 pub struct Service {
-    shared: Arc<Shared>,
+    shared: Arc<Lifecycle>,
 }
 
 impl Service {
@@ -119,33 +120,34 @@ impl Service {
         // On a CPU-only build (or device 'cpu') a bf16 request that this CPU cannot run fails now, not at load.
         let cpu_only = options.device == DeviceChoice::Cpu
             || (options.device == DeviceChoice::Auto && !cfg!(any(feature = "cuda", feature = "metal")));
-        if local && options.dtype == Some(Dtype::Bf16) && cpu_only && !crate::kernels::panel::bf16_supported() {
-            return Err(Error::device_unavailable(
-                "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
-            ));
+        if local && options.dtype == Some(Dtype::Bf16) && cpu_only {
+            crate::model::check_cpu_bf16()?;
         }
         let config = Arc::new(WorkerConfig {
-            source: ModelSource {
-                model: options.model,
-                revision: options.revision,
-                cache_dir: options.cache_dir,
-                offline: options.offline,
+            backend: BackendConfig {
+                source: ModelSource {
+                    model: options.model,
+                    revision: options.revision,
+                    cache_dir: options.cache_dir,
+                    offline: options.offline,
+                },
+                device: options.device,
+                threads: options.threads,
+                dtype: options.dtype,
+                remote: options.remote,
+                // The watchdog reports an unanswered request at the stall timeout; the socket gives up a minute
+                // later.
+                remote_timeout: options.stall_timeout + Duration::from_secs(60),
             },
-            device: options.device,
-            threads: options.threads,
-            dtype: options.dtype,
             limits: options.limits,
             faults: options.faults,
-            remote: options.remote,
-            // The watchdog reports an unanswered request at the stall timeout; the socket gives up a minute later.
-            remote_timeout: options.stall_timeout + Duration::from_secs(60),
         });
         let timing = Timing {
             keep_alive: options.keep_alive,
             stall_warning: options.stall_warning,
             stall_timeout: options.stall_timeout,
         };
-        let shared = Arc::new(Shared::new(options.sink, timing));
+        let shared = Arc::new(Lifecycle::new(options.sink, timing));
         worker::spawn(shared.clone(), config.clone(), 0)?;
         watchdog::spawn(shared.clone(), config)?;
         Ok(Service { shared })
@@ -155,7 +157,7 @@ impl Service {
     /// the worker thread (or from this thread when the request is answered without the worker).
     pub fn embed(&self, texts: Vec<String>, options: EmbedOptions, reply: Reply<Embeddings>) -> u64 {
         if texts.is_empty() {
-            if self.shared.lock().state == crate::lifecycle::State::Closed {
+            if self.shared.is_closed(&self.shared.lock()) {
                 reply(Err(Error::closed()));
             } else {
                 let dimensions = self.dimensions().unwrap_or(0);
@@ -233,7 +235,7 @@ impl Service {
 
     /// The embedding size, once the model has loaded.
     pub fn dimensions(&self) -> Option<usize> {
-        self.shared.lock().dimensions
+        self.shared.dimensions()
     }
 
     /// Rejects queued and running work with `ERR_CLOSED`, and calls `done` once the worker has freed the model

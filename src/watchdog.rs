@@ -4,14 +4,13 @@
 //! (never joining it: it may never return) and starts a fresh one, which reloads the model for the next request.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode};
-use crate::lifecycle::{After, Shared, State};
-use crate::progress::{LogLevel, ProgressEvent, Status};
+use crate::lifecycle::{Deferred, Lifecycle};
+use crate::progress::LogLevel;
 use crate::worker::{self, WorkerConfig};
 
-pub fn spawn(shared: Arc<Shared>, config: Arc<WorkerConfig>) -> crate::error::Result<()> {
+pub fn spawn(shared: Arc<Lifecycle>, config: Arc<WorkerConfig>) -> crate::error::Result<()> {
     std::thread::Builder::new()
         .name("embedding-watchdog".into())
         .spawn(move || run(shared, config))
@@ -19,39 +18,26 @@ pub fn spawn(shared: Arc<Shared>, config: Arc<WorkerConfig>) -> crate::error::Re
         .map_err(|e| Error::internal(format!("cannot start the watchdog thread: {e}")))
 }
 
-fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>) {
+fn run(shared: Arc<Lifecycle>, config: Arc<WorkerConfig>) {
     let timing = shared.timing;
     let mut core = shared.lock();
     loop {
-        if core.state == State::Closed {
+        if shared.is_closed(&core) {
             return;
         }
-        if !Shared::work_active(&core) {
+        let Some(silent) = shared.silence(&core) else {
             shared.watchdog_wake.wait(&mut core);
             continue;
-        }
-        let silent = core.last_progress.elapsed();
+        };
         if silent >= timing.stall_timeout {
-            let mut after = After::default();
-            let seconds = silent.as_secs_f64();
             let message = format!(
-                "the embedding worker made no progress for {seconds:.1} s (stallTimeoutMs {}); in-flight requests \
+                "the embedding worker made no progress for {:.1} s (stallTimeoutMs {}); in-flight requests \
                  failed and a fresh worker will reload the model for the next request",
+                silent.as_secs_f64(),
                 timing.stall_timeout.as_millis()
             );
-            core.generation += 1;
-            let generation = core.generation;
-            shared.fail_all(&mut core, &mut after, Error::new(ErrorCode::Stalled, message.clone()));
-            core.on_worker = None;
-            core.paused = None;
-            // The abandoned worker still holds its model until it returns (if ever); the service has none.
-            core.model_loaded = false;
-            core.weights = Default::default();
-            core.state = State::Unloaded;
-            core.keep_alive_deadline = None;
-            shared.touch(&mut core);
-            shared.emit(ProgressEvent::new(Status::Stalled, 0, 0, message.clone()));
-            shared.log(LogLevel::Error, message);
+            let mut after = Deferred::default();
+            let generation = shared.abandon_worker(&mut core, &mut after, Error::new(ErrorCode::Stalled, message));
             if let Err(e) = worker::spawn(shared.clone(), config.clone(), generation) {
                 shared.log(LogLevel::Error, format!("cannot replace the stalled worker: {e}"));
             }
@@ -60,22 +46,11 @@ fn run(shared: Arc<Shared>, config: Arc<WorkerConfig>) {
             core = shared.lock();
             continue;
         }
-        if silent >= timing.stall_warning && !core.stall_warned {
-            core.stall_warned = true;
-            let message = format!(
-                "no progress from the embedding worker for {:.1} s (state {}); it will be failed with ERR_STALLED \
-                 after {} ms without progress",
-                silent.as_secs_f64(),
-                core.state.as_str(),
-                timing.stall_timeout.as_millis()
-            );
-            shared.emit(ProgressEvent::new(Status::StallWarning, 0, 0, message.clone()));
-            shared.log(LogLevel::Warn, message);
+        if silent >= timing.stall_warning {
+            shared.warn_stall(&mut core, silent);
         }
         // Sleep until the next threshold could be crossed; progress only pushes it later.
-        let next = if core.stall_warned { timing.stall_timeout } else { timing.stall_warning.min(timing.stall_timeout) };
-        let wake_at = core.last_progress + next;
-        let wake_at = wake_at.max(Instant::now() + Duration::from_millis(1));
+        let wake_at = shared.next_stall_check(&core);
         shared.watchdog_wake.wait_until(&mut core, wake_at);
     }
 }

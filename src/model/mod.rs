@@ -155,55 +155,11 @@ impl Embedder {
     /// Loads a model folder with the given kernels (`Fast` applies on CPU only), weight format and compute
     /// threads. bf16 at the scalar SIMD level is refused with `ERR_DEVICE_UNAVAILABLE`.
     pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
-        let config_path = dir.join("config.json");
-        let raw = read_json_opt(&config_path)?.ok_or_else(|| {
-            Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
-        })?;
-        let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
-        let architectures = raw
-            .get("architectures")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default();
+        let arch = Architecture::read(dir)?;
         // The hand-written CPU path covers the BERT family; ModernBERT runs on candle everywhere.
-        let fast = device.is_cpu() && kernels == Kernels::Fast && model_type != "modernbert";
-        if dtype == Dtype::F16 && device.is_cpu() {
-            return Err(Error::invalid_input("dtype 'f16' is for GPUs; on CPU use 'f32' or 'bf16'"));
-        }
-        if dtype == Dtype::Bf16 && device.is_cpu() {
-            if !crate::kernels::panel::bf16_supported() {
-                return Err(Error::device_unavailable(
-                    "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
-                ));
-            }
-            if !fast {
-                return Err(Error::invalid_input(format!(
-                    "dtype 'bf16' on CPU runs only on the fast BERT-family kernels, not for model_type {model_type:?}"
-                )));
-            }
-        }
-        let bert_config: BertConfig = serde_json::from_value(raw.clone()).map_err(|e| {
-            Error::model_invalid(format!("{}: not a usable {model_type} config: {e}", config_path.display()))
-        })?;
-        let positions = match model_type.as_str() {
-            // ModernBERT's positions are rotary: the table size bounds max_seq_length the same way.
-            "bert" | "modernbert" => PositionScheme::Absolute,
-            "xlm-roberta" | "roberta" | "camembert" => {
-                PositionScheme::AfterPadding(bert_config.pad_token_id.unwrap_or(1))
-            }
-            other => {
-                return Err(Error::model_invalid(format!(
-                    "unsupported architecture: model_type {other:?} (architectures: [{architectures}]) in {}; \
-                     supported model types: {}",
-                    config_path.display(),
-                    SUPPORTED_MODEL_TYPES.join(", ")
-                )))
-            }
-        };
-        bert_config.validate()?;
-
-        let config = SentenceConfig::read(dir, positions.usable_positions(bert_config.max_position_embeddings))?;
-
+        let fast = device.is_cpu() && kernels == Kernels::Fast && arch.model_type != "modernbert";
+        check_dtype(dtype, device, fast, &arch.model_type)?;
+        let config = SentenceConfig::read(dir, arch.positions.usable_positions(arch.bert.max_position_embeddings))?;
         let tokenizer_path = dir.join("tokenizer.json");
         if !tokenizer_path.is_file() {
             return Err(Error::model_invalid(format!(
@@ -211,63 +167,25 @@ impl Embedder {
                 tokenizer_path.display()
             )));
         }
-        let load_tokenizer = || -> Result<Tokenizer> {
-            let mut tokenizer = load_tokenizer(&tokenizer_path)?;
-            // The result is defined by max_seq_length, whatever padding or truncation tokenizer.json carries.
-            tokenizer.with_padding(None);
-            tokenizer
-                .with_truncation(Some(TruncationParams {
-                    direction: TruncationDirection::Right,
-                    max_length: config.max_seq_length,
-                    strategy: TruncationStrategy::LongestFirst,
-                    stride: 0,
-                }))
-                .map_err(|e| Error::model_invalid(format!("cannot set truncation on {}: {e}", tokenizer_path.display())))?;
-            Ok(tokenizer)
-        };
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            let hint = if dir.join("pytorch_model.bin").is_file() {
-                " (the folder has pytorch_model.bin; convert it to safetensors)"
-            } else {
-                ""
-            };
-            return Err(Error::model_invalid(format!("{} is missing{hint}", weights.display())));
-        }
-        // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
-        // what any loader can defend against, and the same holds for every mmap-based loader.
+        let weights = weights_path(dir)?;
         // The fast CPU path reads f32 and packs bf16 itself; candle converts to its compute type on load.
         let load_dtype = match dtype {
             Dtype::Bf16 if !fast => DType::BF16,
             Dtype::F16 => DType::F16,
             _ => DType::F32,
         };
-        let load_encoder = || -> Result<Encoder> {
-            let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
-            if fast {
-                let file = weights_file::WeightsFile::open(&weights)?;
-                return Ok(Encoder::Cpu(Box::new(CpuBert::load(file, &bert_config, positions, dtype).map_err(in_file)?)));
-            }
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], load_dtype, device) }
-                .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
-            Ok(if model_type == "modernbert" {
-                Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &raw).map_err(in_file)?)
-            } else {
-                Encoder::Candle(BertEncoder::load(vb, &bert_config, positions).map_err(in_file)?)
-            })
-        };
         // The tokenizer (parsing tokenizer.json: tens of milliseconds) loads beside the weights. A panic in
         // either is caught inside (load_tokenizer) or by the worker's guard; join only re-raises it here.
         let (tokenizer, encoder) = std::thread::scope(|scope| {
             let tokenizer = std::thread::Builder::new()
                 .name("embedding-tokenizer-load".into())
-                .spawn_scoped(scope, load_tokenizer)
+                .spawn_scoped(scope, || truncating_tokenizer(&tokenizer_path, config.max_seq_length))
                 .map_err(|e| Error::internal(format!("cannot start a thread to load the tokenizer: {e}")))?;
-            let encoder = load_encoder();
+            let encoder = load_encoder(&arch, &weights, fast, dtype, load_dtype, device);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((tokenizer?, encoder?))
         })?;
-        let dimensions = bert_config.hidden_size * config.pooling.len();
+        let dimensions = arch.bert.hidden_size * config.pooling.len();
         let weights = match &encoder {
             Encoder::Cpu(cpu) => cpu.weight_bytes(),
             // candle holds a copy of every tensor it loaded, at its compute type.
@@ -439,6 +357,128 @@ fn tensor_elements(path: &Path) -> Result<usize> {
     let file = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
         .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", path.display())))?;
     Ok(file.tensors().iter().map(|(_, view)| view.shape().iter().product::<usize>()).sum())
+}
+
+
+/// What `config.json` says the model is.
+struct Architecture {
+    raw: Value,
+    model_type: String,
+    bert: BertConfig,
+    positions: PositionScheme,
+}
+
+impl Architecture {
+    fn read(dir: &Path) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let raw = read_json_opt(&config_path)?.ok_or_else(|| {
+            Error::model_invalid(format!("{} is missing: not a transformer model folder", config_path.display()))
+        })?;
+        let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        let architectures = raw
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        let bert: BertConfig = serde_json::from_value(raw.clone()).map_err(|e| {
+            Error::model_invalid(format!("{}: not a usable {model_type} config: {e}", config_path.display()))
+        })?;
+        let positions = match model_type.as_str() {
+            // ModernBERT's positions are rotary: the table size bounds max_seq_length the same way.
+            "bert" | "modernbert" => PositionScheme::Absolute,
+            "xlm-roberta" | "roberta" | "camembert" => PositionScheme::AfterPadding(bert.pad_token_id.unwrap_or(1)),
+            other => {
+                return Err(Error::model_invalid(format!(
+                    "unsupported architecture: model_type {other:?} (architectures: [{architectures}]) in {}; \
+                     supported model types: {}",
+                    config_path.display(),
+                    SUPPORTED_MODEL_TYPES.join(", ")
+                )))
+            }
+        };
+        bert.validate()?;
+        Ok(Architecture { raw, model_type, bert, positions })
+    }
+}
+
+/// Whether bf16 can run on this CPU: the SIMD kernels pack it (AVX2+FMA, AVX-512, NEON); the scalar level
+/// cannot. The one place this is decided (the service checks it at construction, the loader at load).
+pub fn check_cpu_bf16() -> Result<()> {
+    if crate::kernels::panel::bf16_supported() {
+        return Ok(());
+    }
+    Err(Error::device_unavailable(
+        "dtype 'bf16' needs the SIMD kernels (AVX2+FMA, AVX-512 or NEON), which this CPU lacks or \
+         EMBEDDING_SERVICE_SIMD=scalar caps off; use the default 'f32'",
+    ))
+}
+
+fn check_dtype(dtype: Dtype, device: &Device, fast: bool, model_type: &str) -> Result<()> {
+    if dtype == Dtype::F16 && device.is_cpu() {
+        return Err(Error::invalid_input("dtype 'f16' is for GPUs; on CPU use 'f32' or 'bf16'"));
+    }
+    if dtype == Dtype::Bf16 && device.is_cpu() {
+        check_cpu_bf16()?;
+        if !fast {
+            return Err(Error::invalid_input(format!(
+                "dtype 'bf16' on CPU runs only on the fast BERT-family kernels, not for model_type {model_type:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn weights_path(dir: &Path) -> Result<std::path::PathBuf> {
+    let weights = dir.join("model.safetensors");
+    if weights.is_file() {
+        return Ok(weights);
+    }
+    let hint = if dir.join("pytorch_model.bin").is_file() {
+        " (the folder has pytorch_model.bin; convert it to safetensors)"
+    } else {
+        ""
+    };
+    Err(Error::model_invalid(format!("{} is missing{hint}", weights.display())))
+}
+
+/// The tokenizer, truncating at `max_seq_length`: the result is defined by it, whatever padding or truncation
+/// tokenizer.json carries.
+fn truncating_tokenizer(path: &Path, max_seq_length: usize) -> Result<Tokenizer> {
+    let mut tokenizer = load_tokenizer(path)?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: max_seq_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        }))
+        .map_err(|e| Error::model_invalid(format!("cannot set truncation on {}: {e}", path.display())))?;
+    Ok(tokenizer)
+}
+
+fn load_encoder(
+    arch: &Architecture,
+    weights: &Path,
+    fast: bool,
+    dtype: Dtype,
+    load_dtype: DType,
+    device: &Device,
+) -> Result<Encoder> {
+    let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
+    if fast {
+        let file = weights_file::WeightsFile::open(weights)?;
+        return Ok(Encoder::Cpu(Box::new(CpuBert::load(file, &arch.bert, arch.positions, dtype).map_err(in_file)?)));
+    }
+    // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
+    // what any loader can defend against, and the same holds for every mmap-based loader.
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], load_dtype, device) }
+        .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
+    Ok(if arch.model_type == "modernbert" {
+        Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &arch.raw).map_err(in_file)?)
+    } else {
+        Encoder::Candle(BertEncoder::load(vb, &arch.bert, arch.positions).map_err(in_file)?)
+    })
 }
 
 #[cfg(test)]

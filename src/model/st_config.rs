@@ -55,38 +55,12 @@ impl SentenceConfig {
     /// Reads the folder's sentence-transformers files. `max_position_embeddings` caps the sequence length when
     /// no sentence-transformers file sets one, as sentence-transformers does.
     pub fn read(dir: &Path, max_position_embeddings: usize) -> Result<Self> {
-        let mut pooling_dir: Option<PathBuf> = None;
-        let mut normalize = false;
-        let modules_path = dir.join("modules.json");
-        if let Some(modules) = read_json_opt(&modules_path)? {
-            let modules: Vec<ModuleEntry> = serde_json::from_value(modules).map_err(|e| {
-                Error::model_invalid(format!("{} does not list modules as expected: {e}", modules_path.display()))
-            })?;
-            for (i, module) in modules.iter().enumerate() {
-                match class_name(&module.kind) {
-                    "Transformer" if i == 0 => {}
-                    "Pooling" => pooling_dir = Some(dir.join(&module.path)),
-                    "Normalize" => normalize = true,
-                    other => {
-                        return Err(Error::model_invalid(format!(
-                            "{} uses the module {other:?} ({}), which this addon does not support; supported \
-                             pipelines are Transformer, Pooling, Normalize",
-                            modules_path.display(),
-                            module.kind
-                        )))
-                    }
-                }
-            }
-        } else if dir.join("1_Pooling").is_dir() {
-            pooling_dir = Some(dir.join("1_Pooling"));
-        }
-
+        let (pooling_dir, normalize) = read_modules(dir)?;
         // sentence-transformers falls back to mean pooling for a plain transformer folder.
         let (pooling, pooling_include_prompt) = match pooling_dir {
             Some(p) => read_pooling(&p.join("config.json"))?,
             None => (vec![PoolingMode::Mean], true),
         };
-
         let st = read_json_opt(&dir.join("sentence_bert_config.json"))?;
         let tok = read_json_opt(&dir.join("tokenizer_config.json"))?;
         let st_max = st.as_ref().and_then(|v| v.get("max_seq_length")).and_then(Value::as_u64);
@@ -106,30 +80,7 @@ impl SentenceConfig {
         }
         let do_lower_case =
             st.as_ref().and_then(|v| v.get("do_lower_case")).and_then(Value::as_bool).unwrap_or(false);
-
-        let mut prompts = BTreeMap::new();
-        let mut default_prompt_name = None;
-        let cst_path = dir.join("config_sentence_transformers.json");
-        if let Some(cst) = read_json_opt(&cst_path)? {
-            if let Some(map) = cst.get("prompts").and_then(Value::as_object) {
-                for (name, text) in map {
-                    let text = text.as_str().ok_or_else(|| {
-                        Error::model_invalid(format!("{}: prompt {name:?} is not a string", cst_path.display()))
-                    })?;
-                    prompts.insert(name.clone(), text.to_string());
-                }
-            }
-            default_prompt_name = cst.get("default_prompt_name").and_then(Value::as_str).map(str::to_string);
-            if let Some(name) = &default_prompt_name {
-                if !prompts.contains_key(name) {
-                    return Err(Error::model_invalid(format!(
-                        "{}: default_prompt_name {name:?} is not among the prompts",
-                        cst_path.display()
-                    )));
-                }
-            }
-        }
-
+        let (prompts, default_prompt_name) = read_prompts(dir)?;
         Ok(SentenceConfig {
             pooling,
             pooling_include_prompt,
@@ -202,6 +153,62 @@ fn read_pooling(path: &Path) -> Result<(Vec<PoolingMode>, bool)> {
         return Err(Error::model_invalid(format!("{}: no pooling mode is enabled", path.display())));
     }
     Ok((modes, include_prompt))
+}
+
+
+/// The pipeline `modules.json` names: the pooling module's folder (else `1_Pooling` if present) and whether a
+/// Normalize module follows.
+fn read_modules(dir: &Path) -> Result<(Option<PathBuf>, bool)> {
+    let modules_path = dir.join("modules.json");
+    let Some(modules) = read_json_opt(&modules_path)? else {
+        return Ok((dir.join("1_Pooling").is_dir().then(|| dir.join("1_Pooling")), false));
+    };
+    let modules: Vec<ModuleEntry> = serde_json::from_value(modules).map_err(|e| {
+        Error::model_invalid(format!("{} does not list modules as expected: {e}", modules_path.display()))
+    })?;
+    let mut pooling_dir = None;
+    let mut normalize = false;
+    for (i, module) in modules.iter().enumerate() {
+        match class_name(&module.kind) {
+            "Transformer" if i == 0 => {}
+            "Pooling" => pooling_dir = Some(dir.join(&module.path)),
+            "Normalize" => normalize = true,
+            other => {
+                return Err(Error::model_invalid(format!(
+                    "{} uses the module {other:?} ({}), which this addon does not support; supported \
+                     pipelines are Transformer, Pooling, Normalize",
+                    modules_path.display(),
+                    module.kind
+                )))
+            }
+        }
+    }
+    Ok((pooling_dir, normalize))
+}
+
+/// The named prompts of `config_sentence_transformers.json` and its default prompt name.
+fn read_prompts(dir: &Path) -> Result<(BTreeMap<String, String>, Option<String>)> {
+    let mut prompts = BTreeMap::new();
+    let cst_path = dir.join("config_sentence_transformers.json");
+    let Some(cst) = read_json_opt(&cst_path)? else { return Ok((prompts, None)) };
+    if let Some(map) = cst.get("prompts").and_then(Value::as_object) {
+        for (name, text) in map {
+            let text = text.as_str().ok_or_else(|| {
+                Error::model_invalid(format!("{}: prompt {name:?} is not a string", cst_path.display()))
+            })?;
+            prompts.insert(name.clone(), text.to_string());
+        }
+    }
+    let default_prompt_name = cst.get("default_prompt_name").and_then(Value::as_str).map(str::to_string);
+    if let Some(name) = &default_prompt_name {
+        if !prompts.contains_key(name) {
+            return Err(Error::model_invalid(format!(
+                "{}: default_prompt_name {name:?} is not among the prompts",
+                cst_path.display()
+            )));
+        }
+    }
+    Ok((prompts, default_prompt_name))
 }
 
 #[cfg(test)]

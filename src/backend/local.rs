@@ -1,0 +1,94 @@
+//! The model in this process as a `Backend`: resolved (hub cache or download), opened on its device, loaded.
+
+use crate::backend::{Backend, BackendConfig, OpenHooks, Prepared};
+use crate::device;
+use crate::error::{Error, Result};
+use crate::model::{cpu_bert, source, Dtype, Embedder, Kernels, Tokens, WeightMemory};
+
+pub struct LocalModel {
+    embedder: Embedder,
+    device: candle_core::Device,
+    name: String,
+    dtype: Dtype,
+}
+
+pub fn open(config: &BackendConfig, hooks: OpenHooks) -> Result<LocalModel> {
+    (hooks.stage)(0, "resolving model");
+    let mut download = source::throttled(|p| (hooks.download)(p));
+    let dir = source::resolve_with(&config.source, &mut download, &std::sync::atomic::AtomicBool::new(false))?;
+    (hooks.stage)(1, "opening device");
+    let device::Opened { device, name, fallback } = device::open(config.device)?;
+    match fallback {
+        Some(why) => (hooks.stage)(2, &format!("loading tokenizer and weights; {why}")),
+        None => (hooks.stage)(2, "loading tokenizer and weights"),
+    }
+    let dtype = config.dtype.unwrap_or_else(|| Dtype::default_for(&device));
+    let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, dtype, config.threads)?;
+    embedder.adopt_known_prompts(&config.source.model);
+    // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
+    crate::memory::release_free_memory();
+    (hooks.stage)(3, "model loaded");
+    Ok(LocalModel { embedder, device, name, dtype })
+}
+
+/// The tokens a local batch is made of; a server's prepared text here is a bug, reported as one.
+fn tokens(p: &Prepared) -> Result<&Tokens> {
+    match p {
+        Prepared::Tokens(t) => Ok(t),
+        Prepared::Text { .. } => Err(Error::internal("the local model was given text prepared for a server")),
+    }
+}
+
+impl Backend for LocalModel {
+    fn dimensions(&self) -> usize {
+        self.embedder.dimensions()
+    }
+
+    fn weight_memory(&self) -> WeightMemory {
+        self.embedder.weight_memory()
+    }
+
+    fn prompt_names(&self) -> Vec<String> {
+        self.embedder.prompt_names()
+    }
+
+    fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    fn dtype(&self) -> Option<&'static str> {
+        Some(self.dtype.as_str())
+    }
+
+    fn has_checkpoints(&self) -> bool {
+        self.embedder.has_checkpoints()
+    }
+
+    fn prepare(&self, texts: &[String], prompt: Option<&str>) -> Result<Vec<Prepared>> {
+        Ok(self.embedder.tokenize(texts, prompt)?.into_iter().map(Prepared::Tokens).collect())
+    }
+
+    fn embed(
+        &self,
+        batches: &[Vec<&Prepared>],
+        _positions: &[Vec<usize>],
+        checkpoint: Option<cpu_bert::Checkpoint>,
+        _wait: &mut dyn FnMut(bool) -> Result<()>,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut checkpoint = checkpoint;
+        batches
+            .iter()
+            .map(|batch| {
+                let tokens = batch.iter().map(|p| tokens(p)).collect::<Result<Vec<&Tokens>>>()?;
+                match checkpoint.take() {
+                    Some(c) => self.embedder.embed_tokens_with(&tokens, Some(c)),
+                    None => self.embedder.embed_tokens(&tokens),
+                }
+            })
+            .collect()
+    }
+
+    fn device_to_synchronize(&self) -> Option<candle_core::Device> {
+        (!self.device.is_cpu()).then(|| self.device.clone())
+    }
+}
