@@ -10,7 +10,10 @@
 
 /** The stable `code` of every error this package throws or rejects with. */
 export type ErrorCode =
-  /** Not an array of strings, a non-string element, an unknown prompt, an option of the wrong type. */
+  /**
+   * Not a string or an array of strings, a non-string element, an unknown prompt, `dimensions` above the
+   * model's, an option of the wrong type.
+   */
   | 'ERR_INVALID_INPUT'
   /** No such model folder, or a hub id that is not in the cache while offline. */
   | 'ERR_MODEL_NOT_FOUND'
@@ -40,6 +43,11 @@ export type ErrorCode =
   | 'ERR_NATIVE_BINARY_VERSION'
   /** Thrown by `require`/`import`: the installed platform package's binary does not load here (the cause is quoted). */
   | 'ERR_NATIVE_BINARY_LOAD'
+  /**
+   * Thrown by `require`/`import` of `embedding-service/langchain`: its optional peer dependency
+   * (`@langchain/core`) is not installed; the message says what to install.
+   */
+  | 'ERR_PEER_DEPENDENCY_MISSING'
 
 /** The shape of every error from this package. */
 export interface EmbeddingError extends Error {
@@ -158,21 +166,6 @@ export interface EmbeddingServiceOptions {
    * stdout. An exception thrown by `onProgress` callbacks is reported here as an 'error'.
    */
   logger?: (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void
-  /** For the addon's own tests only; never set in production. */
-  testHooks?: {
-    /** The worker panics while embedding any request that contains exactly this text. */
-    panicOnText?: string
-    /**
-     * The first worker sleeps this long before each batch, reporting nothing (a stuck device); the
-     * replacement the watchdog starts does not.
-     */
-    stallMs?: number
-    /**
-     * Each index batch waits inside its forward pass (at its first checkpoint) until this many queries are
-     * queued, at most 30 s: a test can then watch queries overtake the batch without timing anything.
-     */
-    holdIndexBatchUntilQueries?: number
-  }
 }
 
 /** What the service is doing, as reported by progress events. */
@@ -267,6 +260,13 @@ export interface ServiceMemory {
 
 export interface EmbedOptions {
   /**
+   * What the texts are, as retrieval frameworks name them: 'query' (search queries) runs on the query lane
+   * with the model's query prompt, 'document' (what is indexed) on the index lane with its document prompt;
+   * the prompts are those `embedQuery` and `embedDocuments` use. An explicit `priority` or `prompt` wins.
+   * Default: neither (the index lane, the model's default prompt).
+   */
+  inputType?: 'query' | 'document'
+  /**
    * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
    * yields to them inside its batch. On CPU, BERT-family models (BERT, MiniLM, XLM-R, E5, bge) pause the batch
    * between the products of each layer (five per layer), run the waiting queries on their own buffers, and
@@ -291,6 +291,41 @@ export interface EmbedOptions {
    * model's `default_prompt_name` applies, if it has one.
    */
   prompt?: string
+  /**
+   * L2-normalise each vector (unit length, so a dot product is the cosine). Default: what the model's
+   * sentence-transformers pipeline does (true when it ends with a `Normalize` module, as all-MiniLM-L6-v2,
+   * E5 and bge do). `false` gives the pooled vectors before that module. With an `endpoint`, the server's
+   * vectors are taken as they come: `true` normalises them here, `false` cannot undo a server's normalisation.
+   */
+  normalize?: boolean
+  /**
+   * Keep only the first `dimensions` values of each vector (Matryoshka truncation, as OpenAI's `dimensions`
+   * and sentence-transformers' `truncate_dim`), then renormalise unless `normalize` is false. A whole number
+   * from 1 to the model's size; more rejects with `ERR_INVALID_INPUT` (known once the model has loaded).
+   * Only models trained for it (nomic-embed, mxbai-embed, OpenAI's text-embedding-3) keep their quality when
+   * cut short.
+   */
+  dimensions?: number
+}
+
+/** Options of `embedQuery` and `embedDocuments`: as `embed`'s, less the lane and input type each one sets. */
+export type EmbedRoleOptions = Omit<EmbedOptions, 'priority' | 'inputType'>
+
+/** Options of `embedBatches`: as `embed`'s, with the batch size. */
+export interface EmbedBatchesOptions extends EmbedOptions {
+  /** Texts per yielded batch (each is one request). Default 256. */
+  batchSize?: number
+}
+
+/** One batch of `embedBatches`: consecutive texts of the input, with their vectors. */
+export interface EmbeddingBatch {
+  /** The position of `texts[0]` in the whole input. */
+  start: number
+  texts: string[]
+  /** One vector per text of `texts`, in order. */
+  vectors: Float32Array[]
+  /** Each text's tokens after truncation, as `embedDetailed` counts them. */
+  tokenCounts: number[]
 }
 
 /** One key phrase: a candidate n-gram and its cosine similarity to the document, rounded to 4 decimals. */
@@ -343,13 +378,17 @@ export declare class EmbeddingService {
 
   /**
    * Embeds texts; resolves to one `Float32Array` per text, in input order, each of length `dimensions`
-   * (normalised when the model ends with a Normalize module). The vector of a text does not depend on which
+   * (normalised when the model ends with a Normalize module; see `normalize` and `dimensions` in the
+   * options). A single string resolves to its one vector. The vector of a text does not depend on which
    * other texts share the call. Texts longer than the model's `max_seq_length` are truncated by tokens.
    * An empty array resolves to an empty array; an empty string still gets a vector. There is no limit on
    * the number of texts (100,000 in one call are tested); memory is the texts plus the results.
+   *
    * The call's vectors are views of one buffer, mapped for the call and returned to the OS when the last of
    * them is garbage-collected (so memory comes back after big jobs, see `status().memory`); `slice()` a
-   * vector you keep for long, or it keeps the whole call's buffer.
+   * vector you keep for long, or it keeps the whole call's buffer. For one vector's own bytes (to store it,
+   * say), take its view: `Buffer.from(v.buffer, v.byteOffset, v.byteLength)`; `Buffer.from(v.buffer)` would
+   * be the whole call's.
    *
    * Never blocks the event loop: texts are queued to the worker thread and the promise settles from there.
    * Loads the model first if it is not loaded. Rejects with `ERR_INVALID_INPUT` (not an array of strings,
@@ -357,13 +396,45 @@ export declare class EmbeddingService {
    * `ERR_MODEL_INVALID`, `ERR_DEVICE_UNAVAILABLE` (while loading), `ERR_ABORTED`, `ERR_STALLED`, `ERR_CLOSED`
    * or `ERR_INTERNAL`. A rejected call leaves the service usable for the next one.
    */
-  embed(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>
+  embed(text: string, options?: EmbedOptions): Promise<Float32Array>
+  embed(texts: readonly string[], options?: EmbedOptions): Promise<Float32Array[]>
 
   /**
    * `embed`, also giving each text's token count after truncation (special tokens and any prompt included),
-   * the number sentence-transformers' tokenizer gives.
+   * the number sentence-transformers' tokenizer gives. A single string counts as an array of one.
    */
-  embedDetailed(texts: string[], options?: EmbedOptions): Promise<{ vectors: Float32Array[]; tokenCounts: number[] }>
+  embedDetailed(
+    texts: string | readonly string[],
+    options?: EmbedOptions,
+  ): Promise<{ vectors: Float32Array[]; tokenCounts: number[] }>
+
+  /**
+   * Embeds a search query: on the query lane (ahead of indexing, as `priority: 'query'`), with the model's
+   * query prompt as sentence-transformers' `encode_query` picks it ("query" where the model has that prompt,
+   * such as E5's "query: "; else its default prompt). An explicit `prompt` wins.
+   */
+  embedQuery(text: string, options?: EmbedRoleOptions): Promise<Float32Array>
+
+  /**
+   * Embeds documents for an index: on the index lane, with the model's document prompt as
+   * `encode_document` picks it (the first of "document", "passage", "corpus" the model has, such as E5's
+   * "passage: "; else its default prompt). An explicit `prompt` wins.
+   */
+  embedDocuments(texts: readonly string[], options?: EmbedRoleOptions): Promise<Float32Array[]>
+
+  /**
+   * A large job as it goes: the texts (an array, or any iterable or async iterable of strings, read as
+   * needed) in batches of `batchSize`, each embedded as one request and yielded in input order. One batch is
+   * computed ahead while the loop body handles the last; no more than that is read from `texts` or queued
+   * (back-pressure). `signal` aborts the batch in flight and the loop throws the `AbortError`; leaving the
+   * loop early (`break`, `return`, an exception) aborts it too, and closes `texts`' iterator. A failed batch
+   * (a non-string text, say) throws from the loop; the batches before it were yielded. Each batch is its own
+   * request, with its own events (`onProgress` receives all of them).
+   */
+  embedBatches(
+    texts: Iterable<string> | AsyncIterable<string>,
+    options?: EmbedBatchesOptions,
+  ): AsyncGenerator<EmbeddingBatch, void, undefined>
 
   /**
    * Key phrases of each document, as KeyBERT's `extract_keywords` computes them with this model: candidates
@@ -382,7 +453,10 @@ export declare class EmbeddingService {
    */
   extractKeyphrases(texts: string[], options?: KeyphraseOptions): Promise<Keyphrase[][]>
 
-  /** The embedding size once the model has loaded, else `null`. */
+  /** The `model` option the service was made with (a hub id or folder path), as given. */
+  readonly model: string
+
+  /** The model's embedding size once it has loaded, else `null` (a call's `dimensions` may ask for fewer). */
   readonly dimensions: number | null
 
   /** Loads the model now (reporting `loading_model` events); resolves when it is ready. */
@@ -404,6 +478,9 @@ export declare class EmbeddingService {
    * again is harmless. A service that is garbage-collected without `close()` is closed the same way.
    */
   close(): Promise<void>
+
+  /** `close()`, for `await using service = new EmbeddingService(...)`. */
+  [Symbol.asyncDispose](): Promise<void>
 
   /**
    * Whether `model` loads without the network: a folder with a `config.json`, or a hub id whose snapshot in
@@ -451,3 +528,10 @@ export interface DownloadOptions extends ModelLocation {
   onProgress?: (progress: DownloadProgress) => void
   signal?: AbortSignal
 }
+
+/**
+ * The module itself, also as its `default` export (`require('embedding-service').default` is the same object),
+ * so default imports work under every module setting.
+ */
+declare const embeddingService: { EmbeddingService: typeof EmbeddingService }
+export default embeddingService

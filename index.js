@@ -62,3 +62,5 @@ function loadBinding() {
 const { createEmbeddingService } = require('./service.js')
 
 module.exports.EmbeddingService = createEmbeddingService(loadBinding())
+// The module as its own default export: `import svc from` (any interop) and `require().default` agree.
+module.exports.default = module.exports

@@ -32,7 +32,23 @@ const SERVICE_KEYS = [
   'onProgress', 'logger',
 ]
 const TEST_HOOK_KEYS = ['panicOnText', 'holdIndexBatchUntilQueries', 'stallMs']
-const EMBED_KEYS = ['priority', 'prompt', 'signal', 'onProgress']
+const EMBED_KEYS = ['inputType', 'priority', 'prompt', 'normalize', 'dimensions', 'signal', 'onProgress']
+// embedQuery / embedDocuments set the input type themselves.
+const ROLE_KEYS = ['prompt', 'normalize', 'dimensions', 'signal', 'onProgress']
+const BATCHES_KEYS = [...EMBED_KEYS, 'batchSize']
+
+/**
+ * The native options of an embedding request: `inputType` becomes the lane (unless `priority` says otherwise)
+ * and the prompt role the worker resolves against the loaded model (unless `prompt` names one).
+ */
+function nativeEmbedOptions(opts) {
+  if (!opts || opts.inputType === undefined) return opts
+  const { inputType, ...rest } = opts
+  if (inputType !== 'query' && inputType !== 'document') {
+    throw invalid(`options.inputType must be 'query' or 'document', got ${typeof inputType === 'string' ? JSON.stringify(inputType) : describeType(inputType)}`)
+  }
+  return { priority: inputType === 'query' ? 'query' : 'index', ...rest, promptRole: inputType }
+}
 const KEYPHRASE_KEYS = ['ngramRange', 'stopWords', 'topN', 'useMmr', 'diversity', 'maxCandidates', 'priority', 'signal', 'onProgress']
 const MODEL_KEYS = ['cacheDir', 'revision', 'offline', 'onProgress', 'signal']
 // Options whose value is a list: copied too, so that no exotic array reaches the native side.
@@ -45,6 +61,7 @@ const { isProxy } = require('node:util').types
  * inside a guard: the native side sees plain arrays only, and a trap that throws is one ERR_INVALID_INPUT.
  */
 function textsOf(texts) {
+  if (typeof texts === 'string') return [texts]
   if (!isProxy(texts)) return texts
   try {
     if (!Array.isArray(texts)) return texts
@@ -165,6 +182,94 @@ class EventRouter {
   }
 }
 
+function describeType(value) {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value
+}
+
+// `await using` calls this; Node releases without Symbol.asyncDispose (18.x before 18.18) use the registered
+// symbol TypeScript's downlevel helper looks up.
+const ASYNC_DISPOSE = Symbol.asyncDispose ?? Symbol.for('Symbol.asyncDispose')
+
+const DEFAULT_STREAM_BATCH = 256
+
+/**
+ * `embedBatches`: the texts (an array, or any iterable or async iterable) in batches of `batchSize`, each one
+ * request, yielded in order. One batch is computed ahead while the caller handles the last (back-pressure: no
+ * more is read from `texts` or queued than that); breaking out of the loop, or the signal, aborts the one in
+ * flight. Plain JavaScript over `embedDetailed`: nothing of it runs unless it is called.
+ */
+async function* streamBatches(service, texts, options) {
+  const opts = readOptions(options, BATCHES_KEYS)
+  const batchSize = opts?.batchSize ?? DEFAULT_STREAM_BATCH
+  if (!Number.isInteger(batchSize) || batchSize < 1) {
+    throw invalid(`options.batchSize must be a whole number of at least 1, got ${String(batchSize)}`)
+  }
+  if (opts) delete opts.batchSize
+  const outer = signalOf(opts?.signal)
+  if (outer && outer.aborted) throw abortError(outer.signal)
+  const source = iteratorOf(texts)
+  // Our own signal for the requests: the caller's signal fires it, and so does leaving the loop early.
+  const stop = new AbortController()
+  const unsubscribe = subscribe(outer, () => stop.abort(reasonOf(outer.signal)))
+  const request = async (start) => {
+    const chunk = []
+    while (chunk.length < batchSize) {
+      const next = await source.next()
+      if (next.done) break
+      chunk.push(next.value)
+    }
+    if (chunk.length === 0) return null
+    const r = await service.embedDetailed(chunk, { ...opts, signal: stop.signal })
+    return { start, texts: chunk, vectors: r.vectors, tokenCounts: r.tokenCounts }
+  }
+  let pending = request(0)
+  let finished = false
+  try {
+    for (;;) {
+      let batch
+      try {
+        batch = await pending
+      } catch (err) {
+        throw err && err.code === 'ERR_ABORTED' ? abortError(outer?.signal, err) : err
+      }
+      if (batch === null) {
+        finished = true
+        return
+      }
+      pending = request(batch.start + batch.texts.length)
+      // A rejection of the batch ahead is the next iteration's; until then it must not count as unhandled.
+      pending.catch(() => {})
+      yield batch
+    }
+  } finally {
+    unsubscribe()
+    if (!finished) {
+      stop.abort()
+      await pending.catch(() => {})
+      try {
+        await source.return?.()
+      } catch {
+        // The caller's iterator failing to close is theirs; the batches have stopped either way.
+      }
+    }
+  }
+}
+
+/** The texts of `embedBatches` as an async iterator: an array is read in place, any (async) iterable is read lazily. */
+function iteratorOf(texts) {
+  if (typeof texts === 'string') throw invalid('embedBatches: texts must be an array or an iterable of strings, not a string')
+  try {
+    if (texts && typeof texts[Symbol.asyncIterator] === 'function') return texts[Symbol.asyncIterator]()
+    if (texts && typeof texts[Symbol.iterator] === 'function') {
+      const it = texts[Symbol.iterator]()
+      return { next: async () => it.next(), return: async () => it.return?.() }
+    }
+  } catch (err) {
+    throw invalid(`cannot read texts: ${describeThrown(err)}`)
+  }
+  throw invalid(`embedBatches: texts must be an array or an iterable of strings, got ${describeType(texts)}`)
+}
+
 function modelArgs(model, options, what) {
   if (typeof model !== 'string') throw invalid(`${what}: model must be a hub id or a folder path (a string), got ${model === null ? 'null' : typeof model}`)
   if (options !== undefined && options !== null && typeof options !== 'object') throw invalid(`${what}: options must be an object`)
@@ -177,6 +282,7 @@ function createEmbeddingService(binding) {
   class EmbeddingService {
     #native
     #router
+    #model
 
     constructor(options) {
       const opts = readOptions(options, SERVICE_KEYS)
@@ -191,14 +297,43 @@ function createEmbeddingService(binding) {
       if (logger !== undefined && typeof logger !== 'function') throw invalid('options.logger must be a function')
       this.#router = new EventRouter(onProgress, logger ?? defaultLogger)
       this.#native = new NativeEmbeddingService(opts, this.#router.dispatch)
+      this.#model = opts.model
+    }
+
+    get model() {
+      return this.#model
     }
 
     embed(texts, options) {
-      return this.embedDetailed(texts, options).then((r) => r.vectors)
+      const one = typeof texts === 'string'
+      return this.embedDetailed(texts, options).then((r) => (one ? r.vectors[0] : r.vectors))
     }
 
     embedDetailed(texts, options) {
-      return this.#track((opts) => this.#native.embed(textsOf(texts), opts), options, EMBED_KEYS)
+      return this.#track((opts) => this.#native.embed(textsOf(texts), nativeEmbedOptions(opts)), options, EMBED_KEYS)
+    }
+
+    embedQuery(text, options) {
+      if (typeof text !== 'string') return Promise.reject(invalid(`embedQuery: text must be a string, got ${describeType(text)}`))
+      return this.#embedAs('query', [text], options).then((r) => r.vectors[0])
+    }
+
+    embedDocuments(texts, options) {
+      if (typeof texts === 'string') return Promise.reject(invalid('embedDocuments: texts must be an array of strings, not a string'))
+      return this.#embedAs('document', texts, options).then((r) => r.vectors)
+    }
+
+    #embedAs(inputType, texts, options) {
+      const start = (opts) => this.#native.embed(textsOf(texts), nativeEmbedOptions({ ...opts, inputType }))
+      return this.#track(start, options, ROLE_KEYS)
+    }
+
+    embedBatches(texts, options) {
+      return streamBatches(this, texts, options)
+    }
+
+    [ASYNC_DISPOSE]() {
+      return this.close()
     }
 
     extractKeyphrases(texts, options) {

@@ -25,8 +25,8 @@ describe('errors carry stable codes and never break the service', () => {
   const invalid = [
     ['undefined', undefined],
     ['null', null],
-    ['a string', 'text'],
     ['a number', 42],
+    ['a boolean', true],
     ['an object', { 0: 'a', length: 1 }],
     ['an array with a number', ['a', 1]],
     ['an array with null', [null]],

@@ -37,3 +37,26 @@ export function minCosine(got, want) {
   if (got.length !== want.length) throw new Error(`count mismatch ${got.length} vs ${want.length}`)
   return Math.min(...got.map((g, i) => cosine(g, want[i])))
 }
+
+/** Resolves with the first event that matches. */
+export function nextEvent(events, pred) {
+  return new Promise((resolve) => {
+    const check = () => {
+      const found = events.find(pred)
+      if (found) return resolve(found)
+      events.waiters.push(check)
+    }
+    check()
+  })
+}
+
+export function recorder() {
+  const events = []
+  events.waiters = []
+  const onProgress = (e) => {
+    events.push(e)
+    const waiters = events.waiters.splice(0)
+    for (const w of waiters) w()
+  }
+  return { events, onProgress }
+}

@@ -20,7 +20,7 @@ describe('hostile texts and options', () => {
   const rejected = [
     ['undefined', undefined],
     ['null', null],
-    ['a string', 'hello'],
+    ['a string object', new String('hello')],
     ['a number in the array', ['a', 1]],
     ['an object in the array', ['a', { text: 'b' }]],
     ['null in the array', ['a', null]],

@@ -4,33 +4,10 @@ import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { cosine, minilmDir, reference, root, texts } from './helpers.mjs'
+import { cosine, minilmDir, nextEvent, recorder, reference, root, texts } from './helpers.mjs'
 
 const { EmbeddingService } = createRequire(import.meta.url)(root)
 const tiny = path.join(reference('tiny-bert-cls'), 'model')
-
-/** Resolves with the first event that matches. */
-function nextEvent(events, pred) {
-  return new Promise((resolve) => {
-    const check = () => {
-      const found = events.find(pred)
-      if (found) return resolve(found)
-      events.waiters.push(check)
-    }
-    check()
-  })
-}
-
-function recorder() {
-  const events = []
-  events.waiters = []
-  const onProgress = (e) => {
-    events.push(e)
-    const waiters = events.waiters.splice(0)
-    for (const w of waiters) w()
-  }
-  return { events, onProgress }
-}
 
 const chunks = (n) => Array.from({ length: n }, (_, i) => `${texts()[i % 32]} (chunk ${i})`)
 

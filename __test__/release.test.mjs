@@ -170,7 +170,7 @@ describe('npm/ platform packages', () => {
 })
 
 describe('npm pack', () => {
-  it('lists exactly the files a user needs: loader, types, adapter, and the sources for a source build', () => {
+  it('lists exactly the files a user needs: loader, types, adapters, and the sources for a source build', () => {
     // npm is npm.cmd on Windows, which only a shell finds.
     const [packed] = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', shell: process.platform === 'win32' }))
     const files = packed.files.map((f) => f.path).sort()
@@ -181,7 +181,8 @@ describe('npm pack', () => {
       .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'))
     const expected = [
       'Cargo.lock', 'Cargo.toml', 'LICENSE', 'README.md', 'build.rs', 'daemon.d.mts', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.mts', 'index.d.ts', 'index.js',
-      'index.mjs', 'package.json', 'platform.js', 'scripts/build.mjs', 'scripts/cuda-toolchain.mjs', 'scripts/install.mjs', 'scripts/python.mjs', 'service.js', ...sources,
+      'index.mjs', 'package.json', 'platform.js', 'langchain.js', 'langchain.mjs', 'langchain.d.ts', 'langchain.d.mts', 'ai-sdk.js',
+      'ai-sdk.mjs', 'ai-sdk.d.ts', 'ai-sdk.d.mts', 'adapters/ai-sdk.js', 'adapters/langchain.js', 'adapters/peer.js', 'scripts/build.mjs', 'scripts/cuda-toolchain.mjs', 'scripts/install.mjs', 'scripts/python.mjs', 'service.js', ...sources,
     ].sort()
     expect(files).toEqual(expected)
   })

@@ -18,3 +18,14 @@ describe('daemon.d.mts', () => {
     expectTypeOf(adapter.resolveModel).toEqualTypeOf<typeof resolveModel>()
   })
 })
+
+describe('langchain.d.mts and ai-sdk.d.mts', () => {
+  it('export the same adapters as their CommonJS twins', async () => {
+    const { EmbeddingServiceEmbeddings } = await import('../langchain.mjs')
+    const { embeddingModel } = await import('../ai-sdk.mjs')
+    const { Embeddings } = await import('@langchain/core/embeddings')
+    const service = new EmbeddingService({ model: 'm' })
+    expectTypeOf(new EmbeddingServiceEmbeddings({ service })).toMatchTypeOf<InstanceType<typeof Embeddings>>()
+    expectTypeOf(embeddingModel(service).specificationVersion).toEqualTypeOf<'v4'>()
+  })
+})

@@ -1,7 +1,8 @@
 // Type-level tests of index.d.ts, checked by tsc through `vitest --typecheck`.
 import { describe, expectTypeOf, it } from 'vitest'
-import {
+import embeddingService, {
   EmbeddingService,
+  type EmbeddingBatch,
   type EmbeddingError,
   type ErrorCode,
   type Keyphrase,
@@ -20,6 +21,52 @@ import {
 } from '../daemon.js'
 
 describe('index.d.ts', () => {
+  it('takes a string or any readonly array, and resolves a string to one vector', () => {
+    const svc = new EmbeddingService({ model: 'm' })
+    expectTypeOf(svc.embed('one')).toEqualTypeOf<Promise<Float32Array>>()
+    const frozen: readonly string[] = Object.freeze(['a', 'b'])
+    expectTypeOf(svc.embed(frozen)).toEqualTypeOf<Promise<Float32Array[]>>()
+    expectTypeOf(svc.embed(['a'] as const, { normalize: false, dimensions: 128, inputType: 'query' })).toEqualTypeOf<Promise<Float32Array[]>>()
+    expectTypeOf(svc.embedDetailed('one')).toEqualTypeOf<Promise<{ vectors: Float32Array[]; tokenCounts: number[] }>>()
+    // @ts-expect-error a number is not a text
+    svc.embed(42)
+    // @ts-expect-error inputType is 'query' or 'document'
+    svc.embed(['a'], { inputType: 'search' })
+    expectTypeOf(svc.model).toEqualTypeOf<string>()
+  })
+
+  it('describes embedQuery, embedDocuments and embedBatches', async () => {
+    const svc = new EmbeddingService({ model: 'm' })
+    expectTypeOf(svc.embedQuery('q', { dimensions: 64 })).toEqualTypeOf<Promise<Float32Array>>()
+    expectTypeOf(svc.embedDocuments(['d'] as readonly string[])).toEqualTypeOf<Promise<Float32Array[]>>()
+    // @ts-expect-error the lane is embedQuery's own
+    svc.embedQuery('q', { priority: 'index' })
+    // @ts-expect-error one query, not an array
+    svc.embedQuery(['q'])
+    async function* source() {
+      yield 'a'
+    }
+    for await (const batch of svc.embedBatches(source(), { batchSize: 100, signal: new AbortController().signal })) {
+      expectTypeOf(batch).toEqualTypeOf<EmbeddingBatch>()
+      expectTypeOf(batch.vectors).toEqualTypeOf<Float32Array[]>()
+      expectTypeOf(batch.start).toEqualTypeOf<number>()
+    }
+    expectTypeOf(svc.embedBatches(new Set(['a']))).toEqualTypeOf<AsyncGenerator<EmbeddingBatch, void, undefined>>()
+  })
+
+  it('is async-disposable, and keeps test hooks off the public type', async () => {
+    {
+      await using svc = new EmbeddingService({ model: 'm' })
+      expectTypeOf(svc[Symbol.asyncDispose]()).toEqualTypeOf<Promise<void>>()
+    }
+    // @ts-expect-error testHooks are the addon's own tests' business
+    new EmbeddingService({ model: 'm', testHooks: { stallMs: 1 } })
+  })
+
+  it('has a default export that is the module', () => {
+    expectTypeOf(embeddingService.EmbeddingService).toEqualTypeOf<typeof EmbeddingService>()
+  })
+
   it('describes the constructor, embed, dimensions and close', () => {
     const svc = new EmbeddingService({ model: 'sentence-transformers/all-MiniLM-L6-v2', device: 'cpu', threads: 2 })
     expectTypeOf(svc.embed(['a'], { prompt: 'query' })).toEqualTypeOf<Promise<Float32Array[]>>()

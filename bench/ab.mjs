@@ -3,7 +3,9 @@
 // idle query, and queries during an index job (p50 / max). For a refactor that must change nothing, the two
 // columns should agree within noise.
 //
-// Usage: node bench/ab.mjs <a.node> <b.node> [rounds=4] [texts=300] [queries=10]
+// Usage: node bench/ab.mjs <a.node> <b.node> [rounds=4] [texts=300] [queries=10] [--service-a=<service.js>]
+// `--service-a` runs build A under another checkout's `service.js` (the JS half as it was), for changes that
+// touch both halves.
 import { createRequire } from 'node:module'
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -14,9 +16,13 @@ import { cpu, quantile } from './common.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const require = createRequire(import.meta.url)
+const flags = process.argv.slice(2).filter((arg) => arg.startsWith('--'))
+const args = process.argv.slice(2).filter((arg) => !arg.startsWith('--'))
+const serviceA = flags.find((f) => f.startsWith('--service-a='))?.slice('--service-a='.length)
 const { createEmbeddingService } = require(path.join(root, 'service.js'))
-const [a, b] = process.argv.slice(2, 4).map((p) => path.resolve(p))
-const [rounds, count, nQueries] = [4, 300, 10].map((d, i) => Number(process.argv[4 + i] ?? d))
+const createA = serviceA ? require(path.resolve(serviceA)).createEmbeddingService : createEmbeddingService
+const [a, b] = args.slice(0, 2).map((p) => path.resolve(p))
+const [rounds, count, nQueries] = [4, 300, 10].map((d, i) => Number(args[2 + i] ?? d))
 if (!a || !b) {
   console.error('usage: node bench/ab.mjs <a.node> <b.node> [rounds] [texts] [queries]')
   process.exit(2)
@@ -25,7 +31,7 @@ const corpus = path.join(root, 'target/bench-corpus.json')
 if (!fs.existsSync(corpus)) execFileSync(process.execPath, [path.join(root, 'bench/corpus.mjs')], { stdio: 'inherit' })
 const docs = JSON.parse(fs.readFileSync(corpus, 'utf8')).slice(0, count)
 const model = path.join(root, 'fixtures/models/all-MiniLM-L6-v2')
-const builds = { A: createEmbeddingService(require(a)), B: createEmbeddingService(require(b)) }
+const builds = { A: createA(require(a)), B: createEmbeddingService(require(b)) }
 const results = { A: { load: [], tps: [], idle: [], during: [] }, B: { load: [], tps: [], idle: [], during: [] } }
 
 async function round(name) {

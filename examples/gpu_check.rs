@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use embedding_service::model::Dtype;
 use embedding_service::progress::{Outgoing, ProgressEvent, Sink, Status};
-use embedding_service::{DeviceChoice, EmbedOptions, ErrorCode, Service, ServiceOptions};
+use embedding_service::{DeviceChoice, EmbedOptions, ErrorCode, PromptChoice, Service, ServiceOptions};
 use serde_json::{json, Value};
 
 fn main() {
@@ -183,7 +183,7 @@ impl Context {
     }
 
     fn embed(&self, svc: &Service, texts: Vec<String>, prompt: Option<&str>) -> std::result::Result<embedding_service::Embeddings, String> {
-        svc.embed_blocking(texts, EmbedOptions { prompt: prompt.map(str::to_string), ..Default::default() })
+        svc.embed_blocking(texts, EmbedOptions { prompt: prompt.map_or(PromptChoice::ModelDefault, |p| PromptChoice::Named(p.to_string())), ..Default::default() })
             .map_err(|e| format!("{}: {}", e.code.as_str(), e.message))
     }
 

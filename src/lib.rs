@@ -1,7 +1,7 @@
 //! In-process sentence embeddings for Node.js.
 //!
 //! The core (everything but `binding`) is plain Rust with no napi in it, tested with `cargo test`. From the
-//! top: `service` is the public face; `watchdog` the progress-based stall detector; `worker` the thread that
+//! top: `service` is the public face; `request` what one request asks for (prompt, vector shape); `watchdog` the progress-based stall detector; `worker` the thread that
 //! owns the model, a loop over the duties `lifecycle` gives it; `lifecycle` the state machine under one lock,
 //! every transition one of its methods; `backend` what the worker runs on (the model here, or a remote server
 //! through `remote`); `keyphrases` KeyBERT's key-phrase extraction; `scheduler` the two priority lanes;
@@ -20,6 +20,7 @@ pub mod memory;
 pub mod model;
 pub mod progress;
 pub mod remote;
+pub mod request;
 pub mod results;
 pub mod scheduler;
 pub mod service;
@@ -36,7 +37,7 @@ pub use keyphrases::{Keyphrase, KeyphraseOptions, Ranking, StopWords};
 pub use model::Dtype;
 pub use lifecycle::{Embeddings, ServiceStatus, State};
 pub use scheduler::Priority;
-pub use service::{EmbedOptions, Service, ServiceOptions};
+pub use service::{EmbedOptions, Output, PromptChoice, Service, ServiceOptions};
 pub use worker::FaultInjection;
 
 /// Candle allocates a fresh buffer for every intermediate tensor. With the system allocator the large ones

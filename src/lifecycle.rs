@@ -25,6 +25,7 @@ use crate::keyphrases::Extraction;
 use crate::model::WeightMemory;
 use crate::progress::{now_ms, LogLevel, Outgoing, ProgressEvent, Sink};
 use crate::results::{ResultLedger, Vectors};
+use crate::request::{EmbedOptions, Finisher};
 use crate::scheduler::{Lanes, Priority};
 
 /// A one-shot reply, called exactly once and never under the service's lock.
@@ -79,12 +80,15 @@ pub struct Job {
     /// reply, which ranks with it.
     pub extraction: Option<Arc<Mutex<Extraction>>>,
     pub texts: Vec<String>,
-    pub prompt: Option<String>,
+    /// The prompt and vector shape asked for.
+    pub options: EmbedOptions,
     pub tokens: Option<Vec<Prepared>>,
     pub plan: Vec<Vec<usize>>,
     pub next_batch: usize,
     /// Mapped once the texts are tokenised (the count is known); filled batch by batch.
     pub vectors: Option<Vectors>,
+    /// How each vector is finished before it is stored; known once the model is.
+    pub finisher: Option<Finisher>,
     pub done: usize,
     pub started_at: Option<Instant>,
 }
@@ -289,23 +293,23 @@ impl Lifecycle {
 
     /// Admits a request; returns its id. Disarms the keep-alive in the same critical section, so an unload
     /// decision can never see this request as absent.
-    pub fn submit(&self, texts: Vec<String>, prompt: Option<String>, priority: Priority, reply: Reply<Embeddings>) -> u64 {
-        self.admit(None, texts, prompt, priority, reply)
+    pub fn submit(&self, texts: Vec<String>, options: EmbedOptions, reply: Reply<Embeddings>) -> u64 {
+        self.admit(None, texts, options, reply)
     }
 
     /// Admits a key-phrase request: the worker extracts its candidates (in steps), then embeds them.
     pub fn submit_extraction(&self, extraction: Arc<Mutex<Extraction>>, priority: Priority, reply: Reply<Embeddings>) -> u64 {
-        self.admit(Some(extraction), Vec::new(), None, priority, reply)
+        self.admit(Some(extraction), Vec::new(), EmbedOptions { priority, ..Default::default() }, reply)
     }
 
     fn admit(
         &self,
         extraction: Option<Arc<Mutex<Extraction>>>,
         texts: Vec<String>,
-        prompt: Option<String>,
-        priority: Priority,
+        options: EmbedOptions,
         reply: Reply<Embeddings>,
     ) -> u64 {
+        let priority = options.priority;
         let mut core = self.core.lock();
         let id = core.next_id;
         core.next_id += 1;
@@ -321,11 +325,12 @@ impl Lifecycle {
                 id,
                 extraction,
                 texts,
-                prompt,
+                options,
                 tokens: None,
                 plan: Vec::new(),
                 next_batch: 0,
                 vectors: None,
+                finisher: None,
                 done: 0,
                 started_at: None,
             },
@@ -773,7 +778,7 @@ mod tests {
     /// Submits one text and loads the model, as the worker would; returns the request's id and its answer.
     fn submitted_and_loaded(lc: &Lifecycle) -> (u64, Receiver<Result<Embeddings>>) {
         let (r, rx) = reply();
-        let id = lc.submit(vec!["a".into()], None, Priority::Index, r);
+        let id = lc.submit(vec!["a".into()], EmbedOptions::default(), r);
         let mut records = lc.lock();
         assert!(matches!(lc.next_duty(&mut records, 0, false, None), Duty::Load));
         assert_eq!(records.state, State::Loading);
@@ -807,7 +812,7 @@ mod tests {
     fn a_failed_load_fails_what_waits_for_it_and_the_next_request_loads_again() {
         let lc = lifecycle(None);
         let (r, rx) = reply();
-        lc.submit(vec!["a".into()], None, Priority::Query, r);
+        lc.submit(vec!["a".into()], EmbedOptions { priority: Priority::Query, ..Default::default() }, r);
         let mut records = lc.lock();
         assert!(matches!(lc.next_duty(&mut records, 0, false, None), Duty::Load));
         let mut after = Deferred::default();
@@ -818,7 +823,7 @@ mod tests {
         after.run();
         assert_eq!(rx.recv().unwrap().unwrap_err().code, ErrorCode::ModelNotFound);
         let (r, _rx) = reply();
-        lc.submit(vec!["b".into()], None, Priority::Query, r);
+        lc.submit(vec!["b".into()], EmbedOptions { priority: Priority::Query, ..Default::default() }, r);
         assert!(matches!(lc.next_duty(&mut lc.lock(), 0, false, None), Duty::Load));
     }
 

@@ -114,10 +114,17 @@ pub struct RemoteEmbedder {
     api_key: Option<String>,
     concurrency: usize,
     dimensions: usize,
+    unit_length: bool,
     prompts: BTreeMap<String, String>,
     /// The server's throughput in estimated tokens per second, from its recent answers to batches (not single
     /// short texts, whose time is mostly the round trip); shared by the request threads.
     rate: Arc<parking_lot::Mutex<Option<f64>>>,
+}
+
+/// Unit length within what f32 sums of a few thousand values keep.
+fn is_unit_length(v: &[f32]) -> bool {
+    let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    (norm - 1.0).abs() < 1e-3
 }
 
 /// Answers smaller than this many estimated tokens do not count towards the server's measured throughput.
@@ -150,13 +157,16 @@ impl RemoteEmbedder {
             api_key: options.api_key.clone(),
             concurrency: options.concurrency.max(1),
             dimensions: 0,
+            unit_length: false,
             prompts: crate::model::known_prompts::for_model(model).unwrap_or_default(),
             rate: Arc::default(),
         };
         // Servers that route by model answer 404 naming it (vLLM, Ollama: ERR_MODEL_NOT_FOUND from `post`); others
         // answer for whatever they serve (infinity, text-embeddings-inference), so their model list is checked.
         let probe = remote.embed_batches(vec![vec!["dimension probe".to_string()]], vec![vec![0]], check)?;
-        remote.dimensions = probe.first().and_then(|b| b.first()).map_or(0, Vec::len);
+        let first = probe.first().and_then(|b| b.first());
+        remote.dimensions = first.map_or(0, Vec::len);
+        remote.unit_length = first.is_some_and(|v| is_unit_length(v));
         if remote.dimensions == 0 {
             return Err(Error::remote(format!("{}: the server answered with an empty vector", remote.url)));
         }
@@ -186,6 +196,12 @@ impl RemoteEmbedder {
 
     pub fn dimensions(&self) -> usize {
         self.dimensions
+    }
+
+    /// Whether the server's vectors are unit-length (it normalises, as text-embeddings-inference does by
+    /// default), judged from the probe's.
+    pub fn unit_length(&self) -> bool {
+        self.unit_length
     }
 
     /// Estimated tokens per second the server has been answering at, once a batch has been answered.
@@ -298,6 +314,7 @@ impl RemoteEmbedder {
             api_key: self.api_key.clone(),
             concurrency: self.concurrency,
             dimensions: self.dimensions,
+            unit_length: self.unit_length,
             prompts: BTreeMap::new(),
             rate: self.rate.clone(),
         }
@@ -565,6 +582,7 @@ mod tests {
             api_key: Some("k".into()),
             concurrency: 1,
             dimensions: 2,
+            unit_length: false,
             prompts: BTreeMap::new(),
             rate: Arc::default(),
         };
@@ -586,6 +604,7 @@ mod tests {
             api_key: None,
             concurrency: 1,
             dimensions: 0,
+            unit_length: false,
             prompts: BTreeMap::new(),
             rate: Arc::default(),
         };
@@ -603,6 +622,7 @@ mod tests {
             api_key: api_key.map(str::to_string),
             concurrency: 1,
             dimensions,
+            unit_length: false,
             prompts: BTreeMap::new(),
             rate: Arc::default(),
         }

@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Priority {
     /// An interactive search: served before any index work that is waiting.
     Query,
     /// Bulk indexing (the default).
+    #[default]
     Index,
 }
 

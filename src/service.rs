@@ -16,7 +16,6 @@ use crate::model::Dtype;
 use crate::progress::{NullSink, Sink};
 use crate::remote::RemoteOptions;
 use crate::results::Vectors;
-use crate::scheduler::Priority;
 use crate::worker::{self, FaultInjection, WorkerConfig};
 use crate::watchdog;
 
@@ -69,20 +68,7 @@ impl ServiceOptions {
     }
 }
 
-
-/// Options for one `embed` call.
-#[derive(Debug, Clone)]
-pub struct EmbedOptions {
-    /// The name of one of the model's prompts.
-    pub prompt: Option<String>,
-    pub priority: Priority,
-}
-
-impl Default for EmbedOptions {
-    fn default() -> Self {
-        EmbedOptions { prompt: None, priority: Priority::Index }
-    }
-}
+pub use crate::request::{EmbedOptions, Output, PromptChoice};
 
 pub struct Service {
     shared: Arc<Lifecycle>,
@@ -166,7 +152,7 @@ impl Service {
             }
             return 0;
         }
-        self.shared.submit(texts, options.prompt, options.priority, reply)
+        self.shared.submit(texts, options, reply)
     }
 
     /// `embed`, waiting for the result on the calling thread.

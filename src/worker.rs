@@ -346,7 +346,7 @@ fn waiting(shared: &Lifecycle, generation: u64, id: u64, answered: bool) -> Resu
 /// One step of a request: a slice of its key-phrase candidates, or (tokenising it on its first step) one batch
 /// per step (one per connection, for a server).
 fn step(cx: Ctx, work: &mut Job, yielding: Yield) -> Result<StepOutcome> {
-    let Ctx { shared, backend, config, generation, .. } = cx;
+    let Ctx { shared, config, generation, .. } = cx;
     if let Some(extraction) = work.extraction.clone() {
         extract_candidates(shared, work, &extraction);
         return Ok(StepOutcome::More);
@@ -356,7 +356,7 @@ fn step(cx: Ctx, work: &mut Job, yielding: Yield) -> Result<StepOutcome> {
         if work.plan.is_empty() {
             // Nothing to embed (a key-phrase request whose documents have no candidates).
             return Ok(StepOutcome::Done(Embeddings {
-                dimensions: backend.dimensions(),
+                dimensions: work.vectors.as_ref().map_or(0, Vectors::dimensions),
                 vectors: work.vectors.take().expect("mapped when tokenised"),
                 token_counts: Vec::new(),
             }));
@@ -372,7 +372,7 @@ fn step(cx: Ctx, work: &mut Job, yielding: Yield) -> Result<StepOutcome> {
     }
     let tokens = work.tokens.take().expect("tokenised above");
     Ok(StepOutcome::Done(Embeddings {
-        dimensions: backend.dimensions(),
+        dimensions: work.vectors.as_ref().map_or(0, Vectors::dimensions),
         vectors: work.vectors.take().expect("mapped when tokenised"),
         token_counts: tokens.iter().map(|t| t.len()).collect(),
     }))
@@ -415,9 +415,12 @@ fn tokenize(cx: Ctx, work: &mut Job, yielding: Yield) -> Result<()> {
     }
     let n = work.texts.len() as u64;
     shared.emit(ProgressEvent::new(Status::ProcessingEmbeddings, 0, n, "tokenizing").for_request(work.id));
+    let finisher = work.options.output.finisher(backend.dimensions(), backend.normalizes(), backend.arrives_normalized())?;
+    let prompt_names = backend.prompt_names();
+    let prompt = work.options.prompt.resolve(&prompt_names);
     let mut tokens = Vec::with_capacity(work.texts.len());
     for slice in work.texts.chunks(TOKENIZE_SLICE) {
-        tokens.extend(backend.prepare(slice, work.prompt.as_deref())?);
+        tokens.extend(backend.prepare(slice, prompt)?);
         if let Yield::Checkpoints | Yield::SmallerBatches = yielding {
             if tokens.len() < work.texts.len() {
                 checkpoint(cx, work.id, false)?;
@@ -426,7 +429,8 @@ fn tokenize(cx: Ctx, work: &mut Job, yielding: Yield) -> Result<()> {
     }
     let lengths: Vec<usize> = tokens.iter().map(|t| t.len()).collect();
     work.plan = plan_batches(&lengths, config.limits);
-    work.vectors = Some(Vectors::new(tokens.len(), backend.dimensions(), &shared.results)?);
+    work.vectors = Some(Vectors::new(tokens.len(), finisher.dimensions, &shared.results)?);
+    work.finisher = Some(finisher);
     work.tokens = Some(tokens);
     work.started_at = Some(Instant::now());
     Ok(())
@@ -486,9 +490,10 @@ fn embed_batches(cx: Ctx, work: &mut Job, yielding: Yield, per_step: usize) -> R
         Yield::No | Yield::SmallerBatches => backend.embed(&refs, step_batches, None, &mut wait)?,
     };
     let results = work.vectors.as_mut().expect("mapped when tokenised");
+    let finisher = work.finisher.expect("set when tokenised");
     for (batch, batch_vectors) in step_batches.iter().zip(vectors) {
-        for (&i, v) in batch.iter().zip(batch_vectors) {
-            results.set(i, &v);
+        for (&i, mut v) in batch.iter().zip(batch_vectors) {
+            results.set(i, finisher.finish(&mut v));
         }
         work.done += batch.len();
     }

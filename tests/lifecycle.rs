@@ -47,7 +47,7 @@ fn wait_for(rx: &Receiver<ProgressEvent>, pred: impl Fn(&ProgressEvent) -> bool)
 
 fn submit(svc: &Service, texts: Vec<String>, priority: Priority) -> (u64, Receiver<Result<Embeddings>>) {
     let (tx, rx) = channel();
-    let id = svc.embed(texts, EmbedOptions { prompt: None, priority }, Box::new(move |r| drop(tx.send(r))));
+    let id = svc.embed(texts, EmbedOptions { priority, ..Default::default() }, Box::new(move |r| drop(tx.send(r))));
     (id, rx)
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use embedding_service::{EmbedOptions, ErrorCode, Service, ServiceOptions};
+use embedding_service::{EmbedOptions, ErrorCode, Output, PromptChoice, Service, ServiceOptions};
 
 fn token_counts(expected: &serde_json::Value) -> Vec<usize> {
     serde_json::from_value(expected["token_counts"].clone()).unwrap()
@@ -86,7 +86,7 @@ fn tiny_xlmr_mean_with_and_without_each_prompt() {
 fn an_unknown_prompt_is_invalid_input_and_the_service_keeps_working() {
     let svc = service(reference("tiny-xlmr-mean-prompts").join("model"));
     let err = svc
-        .embed_blocking(vec!["x".into()], EmbedOptions { prompt: Some("nope".into()), ..Default::default() })
+        .embed_blocking(vec!["x".into()], EmbedOptions { prompt: PromptChoice::Named("nope".into()), ..Default::default() })
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(err.message.contains("\"query\""), "{}", err.message);
@@ -224,7 +224,7 @@ fn e5_folders_without_prompts_get_the_built_in_query_and_passage_prompts() {
     let other = copy_model(&reference("tiny-xlmr-mean-prompts").join("model"), "some-other-model");
     strip(&other);
     let svc = service(other.clone());
-    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions { prompt: Some("query".into()), ..Default::default() }).unwrap_err();
+    let err = svc.embed_blocking(vec!["a".into()], EmbedOptions { prompt: PromptChoice::Named("query".into()), ..Default::default() }).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidInput);
     assert!(err.message.contains("prompts are: none"), "{}", err.message);
     svc.close_blocking();
@@ -248,4 +248,57 @@ fn tiny_modernbert_mean_pooling_matches_sentence_transformers() {
     let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
     assert_parity("tiny-modernbert-mean, one at a time", &singles, &want);
     svc.close_blocking();
+}
+
+/// `normalize` and `dimensions` against sentence-transformers (`scripts/fixtures/make_output_shapes.py`): the
+/// direction to 0.99999 cosine and the length to 1e-5, since an unnormalised vector's length is the point.
+#[test]
+fn normalize_and_dimensions_match_sentence_transformers_shapes() {
+    let expected = read_json(reference("output-shapes").join("expected.json"));
+    let svc = service(minilm_dir());
+    let shaped = |normalize: Option<bool>, dimensions: Option<usize>| {
+        let options = EmbedOptions { output: Output { normalize, dimensions }, ..Default::default() };
+        svc.embed_blocking(texts(), options).unwrap()
+    };
+    let norm = |v: &[f32]| v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+    for (label, got, key) in [
+        ("dimensions 128", shaped(None, Some(128)), "truncated_128"),
+        ("normalize false", shaped(Some(false), None), "unnormalized"),
+        ("normalize false, dimensions 64", shaped(Some(false), Some(64)), "unnormalized_truncated_64"),
+    ] {
+        let want = vectors(&expected[key]);
+        assert_eq!(got.dimensions, want[0].len(), "{label}");
+        assert_parity(label, got.vectors.iter(), &want);
+        for (i, (g, w)) in got.vectors.iter().zip(&want).enumerate() {
+            let (ng, nw) = (norm(g), norm(w));
+            assert!((ng - nw).abs() <= 1e-5 * nw.max(1e-6), "{label}: text {i} has length {ng}, sentence-transformers {nw}");
+        }
+    }
+    // The default is the model's own pipeline, bit for bit the same as asking for it by name.
+    let default = embed(&svc, &texts(), None);
+    let explicit = shaped(Some(true), Some(384));
+    assert_eq!(default.vectors, explicit.vectors);
+    let err = svc
+        .embed_blocking(vec!["a".into()], EmbedOptions { output: Output { dimensions: Some(385), normalize: None }, ..Default::default() })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+    assert!(err.message.contains("385") && err.message.contains("384"), "{}", err.message);
+    assert_eq!(embed(&svc, &["after the refusal".to_string()], None).vectors.len(), 1);
+}
+
+/// `embedQuery` / `embedDocuments` pick the prompts sentence-transformers' `encode_query` / `encode_document`
+/// pick: "query"; "document" before "passage" (this model's "document" prompt is empty).
+#[test]
+fn query_and_document_roles_use_the_models_prompts() {
+    let expected = read_json(reference("tiny-xlmr-mean-prompts").join("expected.json"));
+    let svc = service(reference("tiny-xlmr-mean-prompts").join("model"));
+    let query = svc.embed_blocking(texts(), EmbedOptions { prompt: PromptChoice::Query, ..Default::default() }).unwrap();
+    assert_parity("role query", query.vectors.iter(), &vectors(&expected["embeddings_by_prompt"]["query"]));
+    let document = svc.embed_blocking(texts(), EmbedOptions { prompt: PromptChoice::Document, ..Default::default() }).unwrap();
+    assert_parity("role document", document.vectors.iter(), &vectors(&expected["embeddings"]));
+    // A model without such prompts embeds with none.
+    let plain = service(reference("tiny-xlmr-cls").join("model"));
+    let expected = read_json(reference("tiny-xlmr-cls").join("expected.json"));
+    let got = plain.embed_blocking(texts(), EmbedOptions { prompt: PromptChoice::Query, ..Default::default() }).unwrap();
+    assert_parity("role query without prompts", got.vectors.iter(), &vectors(&expected["embeddings"]));
 }

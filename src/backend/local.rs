@@ -52,6 +52,10 @@ impl Backend for LocalModel {
         self.embedder.prompt_names()
     }
 
+    fn normalizes(&self) -> bool {
+        self.embedder.normalizes()
+    }
+
     fn device_name(&self) -> &str {
         &self.name
     }
@@ -80,10 +84,7 @@ impl Backend for LocalModel {
             .iter()
             .map(|batch| {
                 let tokens = batch.iter().map(|p| tokens(p)).collect::<Result<Vec<&Tokens>>>()?;
-                match checkpoint.take() {
-                    Some(c) => self.embedder.embed_tokens_with(&tokens, Some(c)),
-                    None => self.embedder.embed_tokens(&tokens),
-                }
+                self.embedder.embed_tokens_pooled(&tokens, checkpoint.take())
             })
             .collect()
     }

@@ -58,6 +58,15 @@ pub trait Backend: Send + Sync {
 
     fn prompt_names(&self) -> Vec<String>;
 
+    /// Whether the model's own pipeline normalises its vectors (the default of `normalize`).
+    fn normalizes(&self) -> bool;
+
+    /// Whether `embed` returns unit-length vectors already (a server that normalises); the model here returns
+    /// them before normalisation, which the worker applies per request.
+    fn arrives_normalized(&self) -> bool {
+        false
+    }
+
     /// For `status().device`: "cpu", "cuda:0 (<name>)", "remote <endpoint>".
     fn device_name(&self) -> &str;
 
@@ -83,7 +92,8 @@ pub trait Backend: Send + Sync {
 
     fn prepare(&self, texts: &[String], prompt: Option<&str>) -> Result<Vec<Prepared>>;
 
-    /// Embeds one step's batches, returning their vectors batch by batch. Locally `checkpoint` may run inside
+    /// Embeds one step's batches, returning their vectors batch by batch, pooled but not normalised (see
+    /// `arrives_normalized`). Locally `checkpoint` may run inside
     /// the forward pass; for a server, `wait` runs after each answer (`true`) and while waiting (`false`).
     /// `positions` are each batch's texts' places in the request, for messages about a text.
     fn embed(

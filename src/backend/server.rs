@@ -38,6 +38,15 @@ impl Backend for Server {
         self.remote.prompt_names()
     }
 
+    /// A server's vectors are as it sends them; unit-length ones (measured on the probe) count as normalised.
+    fn normalizes(&self) -> bool {
+        self.remote.unit_length()
+    }
+
+    fn arrives_normalized(&self) -> bool {
+        self.remote.unit_length()
+    }
+
     fn device_name(&self) -> &str {
         &self.name
     }

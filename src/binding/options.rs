@@ -12,7 +12,7 @@ use crate::keyphrases::{KeyphraseOptions, Ranking, StopWords};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
 use crate::scheduler::Priority;
-use crate::service::{EmbedOptions, ServiceOptions};
+use crate::service::{EmbedOptions, Output, PromptChoice, ServiceOptions};
 
 /// `{ ngramRange?, stopWords?, topN?, useMmr?, diversity?, maxCandidates?, priority? }` of `extractKeyphrases`.
 pub(super) fn keyphrase_options(options: Option<Unknown>) -> Result<KeyphraseOptions> {
@@ -127,9 +127,22 @@ fn embed_options_priority(props: &Props) -> Result<Priority> {
     }
 }
 
+/// `{ priority?, prompt?, normalize?, dimensions? }` of `embed`, and the `promptRole` that `embedQuery` and
+/// `embedDocuments` set (an explicit `prompt` wins over it).
 pub(super) fn embed_options(options: Option<Unknown>) -> Result<EmbedOptions> {
     let props = Props::new(options, "options")?;
-    Ok(EmbedOptions { priority: embed_options_priority(&props)?, prompt: props.string("prompt")? })
+    let prompt = match (props.string("prompt")?, props.string("promptRole")?.as_deref()) {
+        (Some(name), _) => PromptChoice::Named(name),
+        (None, None) => PromptChoice::ModelDefault,
+        (None, Some("query")) => PromptChoice::Query,
+        (None, Some("document")) => PromptChoice::Document,
+        (None, Some(other)) => return Err(Error::internal(format!("unknown prompt role {other:?}"))),
+    };
+    Ok(EmbedOptions {
+        priority: embed_options_priority(&props)?,
+        prompt,
+        output: Output { normalize: props.boolean("normalize")?, dimensions: props.count("dimensions")? },
+    })
 }
 
 /// `{ cacheDir?, revision?, offline? }` for the static model functions.

@@ -321,15 +321,23 @@ impl Embedder {
     /// `embed_tokens`, calling `checkpoint` between the steps of the forward pass where the encoder has them
     /// (`cpu_bert::Checkpoint`).
     pub fn embed_tokens_with(&self, batch: &[&Tokens], checkpoint: Option<cpu_bert::Checkpoint>) -> Result<Vec<Vec<f32>>> {
+        let mut vectors = self.embed_tokens_pooled(batch, checkpoint)?;
+        if self.config.normalize {
+            vectors.iter_mut().for_each(|v| pooling::normalize(v));
+        }
+        Ok(vectors)
+    }
+
+    /// Whether the model's sentence-transformers pipeline ends with a `Normalize` module.
+    pub fn normalizes(&self) -> bool {
+        self.config.normalize
+    }
+
+    /// The pooled vectors before the model's `Normalize` module (the service normalises, or not, per request).
+    pub fn embed_tokens_pooled(&self, batch: &[&Tokens], checkpoint: Option<cpu_bert::Checkpoint>) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
         let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
-        let pool = |state: &[f32], hidden: usize, t: &Tokens| {
-            let mut v = pooling::pool(&self.config.pooling, state, hidden, t.skip);
-            if self.config.normalize {
-                pooling::normalize(&mut v);
-            }
-            v
-        };
+        let pool = |state: &[f32], hidden: usize, t: &Tokens| pooling::pool(&self.config.pooling, state, hidden, t.skip);
         match &self.encoder {
             // Pooled straight from the encoder's buffer: no per-text copy of the token states.
             Encoder::Cpu(enc) => {

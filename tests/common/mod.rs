@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use embedding_service::{EmbedOptions, Service, ServiceOptions};
+use embedding_service::{EmbedOptions, PromptChoice, Service, ServiceOptions};
 use serde_json::Value;
 
 pub fn fixtures() -> PathBuf {
@@ -74,5 +74,5 @@ pub fn service(model: PathBuf) -> Service {
 }
 
 pub fn embed(svc: &Service, texts: &[String], prompt: Option<&str>) -> embedding_service::Embeddings {
-    svc.embed_blocking(texts.to_vec(), EmbedOptions { prompt: prompt.map(str::to_string), ..Default::default() }).unwrap()
+    svc.embed_blocking(texts.to_vec(), EmbedOptions { prompt: prompt.map_or(PromptChoice::ModelDefault, |p| PromptChoice::Named(p.to_string())), ..Default::default() }).unwrap()
 }
