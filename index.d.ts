@@ -443,7 +443,8 @@ export declare class EmbeddingService {
    * combining marks; stop words removed before n-grams are formed); the document and every distinct candidate
    * of the call are embedded in one request (no prompt, at `priority`), and each document's candidates are
    * ranked against it by cosine similarity, with MMR unless `useMmr` is false. Resolves to one list per
-   * document, highest score first; a document with no candidate (empty, or only stop words) gets `[]`.
+   * document, highest score first; a document with no candidate (empty, or only stop words) gets `[]`. A
+   * single string resolves to its one list, as KeyBERT's `extract_keywords` does for one document.
    *
    * The candidates are extracted on the worker thread, 64 KB of text per step, with `extracting_candidates`
    * progress (bytes read of all), abort and the watchdog as for embedding; the calling thread only hands the
@@ -451,7 +452,8 @@ export declare class EmbeddingService {
    * per word for `[1, 3]`); `maxCandidates` bounds it per document. Rejects as `embed` does; bad options
    * reject with `ERR_INVALID_INPUT`.
    */
-  extractKeyphrases(texts: string[], options?: KeyphraseOptions): Promise<Keyphrase[][]>
+  extractKeyphrases(text: string, options?: KeyphraseOptions): Promise<Keyphrase[]>
+  extractKeyphrases(texts: readonly string[], options?: KeyphraseOptions): Promise<Keyphrase[][]>
 
   /** The `model` option the service was made with (a hub id or folder path), as given. */
   readonly model: string

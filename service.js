@@ -207,17 +207,12 @@ async function* streamBatches(service, texts, options) {
   if (opts) delete opts.batchSize
   const outer = signalOf(opts?.signal)
   if (outer && outer.aborted) throw abortError(outer.signal)
-  const source = iteratorOf(texts)
+  const source = chunkSource(texts)
   // Our own signal for the requests: the caller's signal fires it, and so does leaving the loop early.
   const stop = new AbortController()
   const unsubscribe = subscribe(outer, () => stop.abort(reasonOf(outer.signal)))
   const request = async (start) => {
-    const chunk = []
-    while (chunk.length < batchSize) {
-      const next = await source.next()
-      if (next.done) break
-      chunk.push(next.value)
-    }
+    const chunk = await source.take(batchSize)
     if (chunk.length === 0) return null
     const r = await service.embedDetailed(chunk, { ...opts, signal: stop.signal })
     return { start, texts: chunk, vectors: r.vectors, tokenCounts: r.tokenCounts }
@@ -247,7 +242,7 @@ async function* streamBatches(service, texts, options) {
       stop.abort()
       await pending.catch(() => {})
       try {
-        await source.return?.()
+        await source.close()
       } catch {
         // The caller's iterator failing to close is theirs; the batches have stopped either way.
       }
@@ -255,19 +250,39 @@ async function* streamBatches(service, texts, options) {
   }
 }
 
-/** The texts of `embedBatches` as an async iterator: an array is read in place, any (async) iterable is read lazily. */
-function iteratorOf(texts) {
+/**
+ * The texts of `embedBatches` as a source of chunks, `take(n)` at a time: a plain array is sliced, any other
+ * iterable or async iterable is read lazily, and `close()` ends an iterator left early.
+ */
+function chunkSource(texts) {
   if (typeof texts === 'string') throw invalid('embedBatches: texts must be an array or an iterable of strings, not a string')
-  try {
-    if (texts && typeof texts[Symbol.asyncIterator] === 'function') return texts[Symbol.asyncIterator]()
-    if (texts && typeof texts[Symbol.iterator] === 'function') {
-      const it = texts[Symbol.iterator]()
-      return { next: async () => it.next(), return: async () => it.return?.() }
+  if (Array.isArray(texts) && !isProxy(texts)) {
+    let next = 0
+    return {
+      take: async (n) => texts.slice(next, (next += n)),
+      close: async () => {},
     }
+  }
+  let it
+  try {
+    if (texts && typeof texts[Symbol.asyncIterator] === 'function') it = texts[Symbol.asyncIterator]()
+    else if (texts && typeof texts[Symbol.iterator] === 'function') it = texts[Symbol.iterator]()
   } catch (err) {
     throw invalid(`cannot read texts: ${describeThrown(err)}`)
   }
-  throw invalid(`embedBatches: texts must be an array or an iterable of strings, got ${describeType(texts)}`)
+  if (!it) throw invalid(`embedBatches: texts must be an array or an iterable of strings, got ${describeType(texts)}`)
+  return {
+    async take(n) {
+      const chunk = []
+      while (chunk.length < n) {
+        const step = await it.next()
+        if (step.done) break
+        chunk.push(step.value)
+      }
+      return chunk
+    },
+    close: async () => it.return?.(),
+  }
 }
 
 function modelArgs(model, options, what) {
@@ -337,7 +352,9 @@ function createEmbeddingService(binding) {
     }
 
     extractKeyphrases(texts, options) {
+      const one = typeof texts === 'string'
       return this.#track((opts) => this.#native.extractKeyphrases(textsOf(texts), opts), options, KEYPHRASE_KEYS)
+        .then((lists) => (one ? lists[0] : lists))
     }
 
     // Starts a native request with a snapshot of `options`, wiring its AbortSignal and per-request onProgress.

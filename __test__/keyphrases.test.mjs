@@ -173,9 +173,17 @@ describe('extractKeyphrases', () => {
     expect(again.map((p) => p.text)).toEqual(docs[1].mmr.map(([t]) => t))
   })
 
+  it('takes a single document as KeyBERT does, resolving to its one list', async () => {
+    const doc = 'Rust compiles the addon; the worker thread embeds the key phrases of this document.'
+    const [want] = await svc.extractKeyphrases([doc])
+    const got = await svc.extractKeyphrases(doc)
+    expect(got.length).toBeGreaterThan(0)
+    expect(got).toEqual(want)
+  })
+
   it('rejects bad input and options with ERR_INVALID_INPUT', async () => {
     const bad = (texts, options) => expect(svc.extractKeyphrases(texts, options)).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT' })
-    await bad('text')
+    await bad(42)
     await bad([1])
     await bad(['a'], { ngramRange: [0, 2] })
     await bad(['a'], { ngramRange: [3, 2] })

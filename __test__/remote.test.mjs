@@ -321,6 +321,28 @@ describe('EmbeddingService against a hostile or slow scripted server', () => {
     }
   })
 
+  it("normalize and dimensions apply to a server's vectors: unit-length ones renormalised once truncated", async () => {
+    const raw = await scriptedServer((input) => [200, { data: input.map((_, i) => ({ index: i, embedding: [3, 4, 0, 12] })) }])
+    const unit = await scriptedServer((input) => [200, { data: input.map((_, i) => ({ index: i, embedding: [0.6, 0, 0.8, 0] })) }])
+    const rawSvc = new EmbeddingService({ model: 'm', endpoint: raw.url })
+    const unitSvc = new EmbeddingService({ model: 'm', endpoint: unit.url })
+    try {
+      // A server that does not normalise: its vectors as sent, unless normalisation is asked for.
+      expect(Array.from(await rawSvc.embed('a'))).toEqual([3, 4, 0, 12])
+      expect(Array.from(await rawSvc.embed('a', { normalize: true }))).toEqual([3 / 13, 4 / 13, 0, 12 / 13].map(Math.fround))
+      expect(Array.from(await rawSvc.embed('a', { dimensions: 2 }))).toEqual([3, 4])
+      expect(Array.from(await rawSvc.embed('a', { dimensions: 2, normalize: true }))).toEqual([0.6, 0.8].map(Math.fround))
+      // A server that normalises: whole vectors untouched, truncated ones renormalised.
+      expect(Array.from(await unitSvc.embedQuery('q'))).toEqual([0.6, 0, 0.8, 0].map(Math.fround))
+      expect(Array.from(await unitSvc.embed('a', { dimensions: 2 }))).toEqual([1, 0])
+      expect(Array.from(await unitSvc.embed('a', { dimensions: 2, normalize: false }))).toEqual([Math.fround(0.6), 0])
+      await expect(unitSvc.embed('a', { dimensions: 5 })).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT' })
+    } finally {
+      await Promise.all([rawSvc.close(), unitSvc.close()])
+      await Promise.all([raw.close(), unit.close()])
+    }
+  })
+
   it('a value beyond f32 fails the call with ERR_REMOTE naming the text, never a wrong vector', async () => {
     const server = await scriptedServer((input) => [200, input[0] === 'dimension probe' ? vectors(input) : JSON.stringify(vectors(input)).replace('"embedding":[0.5', '"embedding":[1e39')])
     const svc = new EmbeddingService({ model: 'm', endpoint: server.url })

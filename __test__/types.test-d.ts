@@ -112,6 +112,7 @@ describe('index.d.ts', () => {
   it('describes extractKeyphrases', () => {
     const svc = new EmbeddingService({ model: 'm' })
     expectTypeOf(svc.extractKeyphrases(['a'], { maxCandidates: 500 })).toEqualTypeOf<Promise<Keyphrase[][]>>()
+    expectTypeOf(svc.extractKeyphrases('one document')).toEqualTypeOf<Promise<Keyphrase[]>>()
     expectTypeOf<'extracting_candidates'>().toMatchTypeOf<ProgressStatus>()
     expectTypeOf(svc.extractKeyphrases(['a'], { ngramRange: [1, 2], topN: 5, stopWords: null })).toEqualTypeOf<
       Promise<{ text: string; score: number }[][]>
