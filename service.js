@@ -36,19 +36,6 @@ const EMBED_KEYS = ['inputType', 'priority', 'prompt', 'normalize', 'dimensions'
 // embedQuery / embedDocuments set the input type themselves.
 const ROLE_KEYS = ['prompt', 'normalize', 'dimensions', 'signal', 'onProgress']
 const BATCHES_KEYS = [...EMBED_KEYS, 'batchSize']
-
-/**
- * The native options of an embedding request: `inputType` becomes the lane (unless `priority` says otherwise)
- * and the prompt role the worker resolves against the loaded model (unless `prompt` names one).
- */
-function nativeEmbedOptions(opts) {
-  if (!opts || opts.inputType === undefined) return opts
-  const { inputType, ...rest } = opts
-  if (inputType !== 'query' && inputType !== 'document') {
-    throw invalid(`options.inputType must be 'query' or 'document', got ${typeof inputType === 'string' ? JSON.stringify(inputType) : describeType(inputType)}`)
-  }
-  return { priority: inputType === 'query' ? 'query' : 'index', ...rest, promptRole: inputType }
-}
 const KEYPHRASE_KEYS = ['ngramRange', 'stopWords', 'topN', 'useMmr', 'diversity', 'maxCandidates', 'priority', 'signal', 'onProgress']
 const MODEL_KEYS = ['cacheDir', 'revision', 'offline', 'onProgress', 'signal']
 // Options whose value is a list: copied too, so that no exotic array reaches the native side.
@@ -325,7 +312,7 @@ function createEmbeddingService(binding) {
     }
 
     embedDetailed(texts, options) {
-      return this.#track((opts) => this.#native.embed(textsOf(texts), nativeEmbedOptions(opts)), options, EMBED_KEYS)
+      return this.#track((opts) => this.#native.embed(textsOf(texts), opts), options, EMBED_KEYS)
     }
 
     embedQuery(text, options) {
@@ -339,7 +326,7 @@ function createEmbeddingService(binding) {
     }
 
     #embedAs(inputType, texts, options) {
-      const start = (opts) => this.#native.embed(textsOf(texts), nativeEmbedOptions({ ...opts, inputType }))
+      const start = (opts) => this.#native.embed(textsOf(texts), { ...opts, inputType })
       return this.#track(start, options, ROLE_KEYS)
     }
 

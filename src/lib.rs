@@ -37,7 +37,7 @@ pub use keyphrases::{Keyphrase, KeyphraseOptions, Ranking, StopWords};
 pub use model::Dtype;
 pub use lifecycle::{Embeddings, ServiceStatus, State};
 pub use scheduler::Priority;
-pub use service::{EmbedOptions, Output, PromptChoice, Service, ServiceOptions};
+pub use service::{EmbedOptions, InputType, Output, PromptChoice, Service, ServiceOptions};
 pub use worker::FaultInjection;
 
 /// Candle allocates a fresh buffer for every intermediate tensor. With the system allocator the large ones

@@ -86,12 +86,39 @@ impl Finisher {
     }
 }
 
+/// What a request's texts are, as retrieval frameworks name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// Search queries: the query lane and the model's query prompt.
+    Query,
+    /// What goes into an index: the index lane and the model's document prompt.
+    Document,
+}
+
 /// Options for one `embed` call.
 #[derive(Debug, Clone, Default)]
 pub struct EmbedOptions {
     pub prompt: PromptChoice,
     pub priority: Priority,
     pub output: Output,
+}
+
+impl EmbedOptions {
+    /// The options a caller's choices make: `input_type` sets the lane and the prompt role, and an explicit
+    /// `priority` or `prompt` wins over it.
+    pub fn from_choices(input_type: Option<InputType>, priority: Option<Priority>, prompt: Option<String>, output: Output) -> Self {
+        let prompt = match (prompt, input_type) {
+            (Some(name), _) => PromptChoice::Named(name),
+            (None, Some(InputType::Query)) => PromptChoice::Query,
+            (None, Some(InputType::Document)) => PromptChoice::Document,
+            (None, None) => PromptChoice::ModelDefault,
+        };
+        let lane = match input_type {
+            Some(InputType::Query) => Priority::Query,
+            Some(InputType::Document) | None => Priority::Index,
+        };
+        EmbedOptions { prompt, priority: priority.unwrap_or(lane), output }
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +142,19 @@ mod tests {
         assert_eq!(PromptChoice::Document.resolve(&none), None);
         assert_eq!(PromptChoice::Named("x".into()).resolve(&none), Some("x"));
         assert_eq!(PromptChoice::ModelDefault.resolve(&e5), None);
+    }
+
+    #[test]
+    fn input_type_sets_lane_and_prompt_unless_told_otherwise() {
+        let o = Output::default();
+        let q = EmbedOptions::from_choices(Some(InputType::Query), None, None, o);
+        assert_eq!((q.priority, q.prompt), (Priority::Query, PromptChoice::Query));
+        let d = EmbedOptions::from_choices(Some(InputType::Document), None, None, o);
+        assert_eq!((d.priority, d.prompt), (Priority::Index, PromptChoice::Document));
+        let plain = EmbedOptions::from_choices(None, None, None, o);
+        assert_eq!((plain.priority, plain.prompt), (Priority::Index, PromptChoice::ModelDefault));
+        let explicit = EmbedOptions::from_choices(Some(InputType::Query), Some(Priority::Index), Some("passage".into()), o);
+        assert_eq!((explicit.priority, explicit.prompt), (Priority::Index, PromptChoice::Named("passage".into())));
     }
 
     #[test]

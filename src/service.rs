@@ -68,7 +68,7 @@ impl ServiceOptions {
     }
 }
 
-pub use crate::request::{EmbedOptions, Output, PromptChoice};
+pub use crate::request::{EmbedOptions, InputType, Output, PromptChoice};
 
 pub struct Service {
     shared: Arc<Lifecycle>,

@@ -12,7 +12,7 @@ use crate::keyphrases::{KeyphraseOptions, Ranking, StopWords};
 use crate::model::source::ModelSource;
 use crate::model::Dtype;
 use crate::scheduler::Priority;
-use crate::service::{EmbedOptions, Output, PromptChoice, ServiceOptions};
+use crate::service::{EmbedOptions, InputType, Output, ServiceOptions};
 
 /// `{ ngramRange?, stopWords?, topN?, useMmr?, diversity?, maxCandidates?, priority? }` of `extractKeyphrases`.
 pub(super) fn keyphrase_options(options: Option<Unknown>) -> Result<KeyphraseOptions> {
@@ -120,29 +120,34 @@ pub(super) fn service_options(options: Option<Unknown>) -> Result<ServiceOptions
 }
 
 fn embed_options_priority(props: &Props) -> Result<Priority> {
+    Ok(priority_choice(props)?.unwrap_or(Priority::Index))
+}
+
+/// `priority`, where the caller gave one.
+fn priority_choice(props: &Props) -> Result<Option<Priority>> {
     match props.string("priority")?.as_deref() {
-        None | Some("index") => Ok(Priority::Index),
-        Some("query") => Ok(Priority::Query),
+        None => Ok(None),
+        Some("index") => Ok(Some(Priority::Index)),
+        Some("query") => Ok(Some(Priority::Query)),
         Some(other) => Err(Error::invalid_input(format!("options.priority must be 'query' or 'index', got {other:?}"))),
     }
 }
 
-/// `{ priority?, prompt?, normalize?, dimensions? }` of `embed`, and the `promptRole` that `embedQuery` and
-/// `embedDocuments` set (an explicit `prompt` wins over it).
+/// `{ inputType?, priority?, prompt?, normalize?, dimensions? }` of `embed` (and of `embedQuery` /
+/// `embedDocuments`, which set `inputType`).
 pub(super) fn embed_options(options: Option<Unknown>) -> Result<EmbedOptions> {
     let props = Props::new(options, "options")?;
-    let prompt = match (props.string("prompt")?, props.string("promptRole")?.as_deref()) {
-        (Some(name), _) => PromptChoice::Named(name),
-        (None, None) => PromptChoice::ModelDefault,
-        (None, Some("query")) => PromptChoice::Query,
-        (None, Some("document")) => PromptChoice::Document,
-        (None, Some(other)) => return Err(Error::internal(format!("unknown prompt role {other:?}"))),
+    let input_type = match props.string("inputType")?.as_deref() {
+        None => None,
+        Some("query") => Some(InputType::Query),
+        Some("document") => Some(InputType::Document),
+        Some(other) => {
+            return Err(Error::invalid_input(format!("options.inputType must be 'query' or 'document', got {other:?}")))
+        }
     };
-    Ok(EmbedOptions {
-        priority: embed_options_priority(&props)?,
-        prompt,
-        output: Output { normalize: props.boolean("normalize")?, dimensions: props.count("dimensions")? },
-    })
+    let priority = priority_choice(&props)?;
+    let output = Output { normalize: props.boolean("normalize")?, dimensions: props.count("dimensions")? };
+    Ok(EmbedOptions::from_choices(input_type, priority, props.string("prompt")?, output))
 }
 
 /// `{ cacheDir?, revision?, offline? }` for the static model functions.
