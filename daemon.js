@@ -111,7 +111,7 @@ function daemonKeepAliveMs(given, env = process.env) {
 
 // The options of EmbeddingService that the daemon's config may carry through to it.
 const SERVICE_OPTIONS = [
-  'cacheDir', 'revision', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
+  'cacheDir', 'revision', 'offline', 'downloadTimeoutMs', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
   'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'logger', 'testHooks', 'endpoint', 'apiKey', 'remoteConcurrency',
 ]
 

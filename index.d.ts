@@ -15,7 +15,10 @@ export type ErrorCode =
    * model's, an option of the wrong type.
    */
   | 'ERR_INVALID_INPUT'
-  /** No such model folder, or a hub id that is not in the cache while offline. */
+  /**
+   * No such model folder; a hub id that is not in the cache while offline; a hub (or `HF_ENDPOINT`) that
+   * cannot be reached or answers 404/401/403 for the repository or a required file (the message names it).
+   */
   | 'ERR_MODEL_NOT_FOUND'
   /** Unsupported architecture, missing or corrupt model files. The message names the file. */
   | 'ERR_MODEL_INVALID'
@@ -32,6 +35,14 @@ export type ErrorCode =
    * reset, 429 or 503 answers), or an error answer, quoted with its HTTP status and the server's message.
    */
   | 'ERR_REMOTE'
+  /**
+   * A model download could not be completed safely, and nothing unverified was kept: the hub or mirror
+   * answered with a commit or ETag that is not a commit id or digest (the message names the header), bytes
+   * whose digest is not their ETag, more bytes than announced, a redirect to something other than http(s)
+   * (or from https down to http), an HTTP error; the transfer broke off, or nothing arrived for
+   * `downloadTimeoutMs`; or the cache could not be written. The next download resumes or restarts it.
+   */
+  | 'ERR_DOWNLOAD'
   /** A bug inside the addon (for example a caught Rust panic); the service stays usable. */
   | 'ERR_INTERNAL'
   /**
@@ -69,6 +80,13 @@ export interface EmbeddingServiceOptions {
    * else false (a hub model missing from the cache is then downloaded into it).
    */
   offline?: boolean
+  /**
+   * A model download (on the first load of a hub model not in the cache) that receives nothing for this long
+   * fails the load with `ERR_DOWNLOAD`; a slow download that keeps receiving is never failed. Default:
+   * `HF_HUB_DOWNLOAD_TIMEOUT` seconds when set, else 30000. `close()` and the watchdog (`stallTimeoutMs`) end a
+   * download at once, whatever this is.
+   */
+  downloadTimeoutMs?: number
   /**
    * Where inference runs. 'auto' (default) picks the best compiled-in device that works: CUDA, then Metal,
    * then CPU. When it passes over a compiled-in GPU (a CUDA build on a machine without the NVIDIA driver,
@@ -495,11 +513,18 @@ export declare class EmbeddingService {
 
   /**
    * Downloads a hub model into the hub cache (from `HF_ENDPOINT` when set, else huggingface.co), resolving to
-   * its snapshot folder; resolves at once, without a request, when it is already cached. Each file is written
-   * to a partial file and renamed into place when complete, the weights last, so an interrupted download never
-   * leaves a model that counts as cached; the next call resumes it. Rejects with `ERR_MODEL_NOT_FOUND` when the
-   * hub lacks a required file (named) or cannot be reached, or when `offline` and not cached; with
-   * `ERR_ABORTED` (name 'AbortError') when `signal` fires, which stops the transfer at its next chunk.
+   * its snapshot folder; resolves at once, without a request, when it is already cached. The layout is
+   * `huggingface_hub`'s (blobs named by digest, snapshot links, refs), shared with the Python tools. All files
+   * come from one commit. Whatever answers is checked before it is used: the commit and each file's ETag must
+   * be a commit id and a SHA-256 or git SHA-1 digest before they name anything on disk; each file's bytes are
+   * hashed as they arrive and must match that digest before the file is moved into place; redirects are
+   * followed to http(s) only, and `HF_TOKEN` (or the token file) goes to the endpoint's own origin only.
+   * Each file is written to a partial file under an OS lock, the weights last, so an interrupted download
+   * never leaves a model that counts as cached and the next call resumes it (or restarts a partial file whose
+   * bytes turn out not to be the file's). Rejects with `ERR_MODEL_NOT_FOUND` when the hub lacks a required
+   * file (named) or cannot be reached, or when `offline` and not cached; with `ERR_DOWNLOAD` when an answer
+   * cannot be trusted or used or nothing arrives for `downloadTimeoutMs`; with `ERR_ABORTED` (name
+   * 'AbortError') when `signal` fires, which ends the transfer at once, mid-file or waiting on a silent server.
    */
   static downloadModel(model: string, options?: DownloadOptions): Promise<string>
 }
@@ -526,6 +551,11 @@ export interface DownloadProgress {
 }
 
 export interface DownloadOptions extends ModelLocation {
+  /**
+   * Receiving nothing for this long fails the download with `ERR_DOWNLOAD`. Default: `HF_HUB_DOWNLOAD_TIMEOUT`
+   * seconds when set, else 30000.
+   */
+  downloadTimeoutMs?: number
   /** Called on the JS thread; an exception it throws is logged and ignored. */
   onProgress?: (progress: DownloadProgress) => void
   signal?: AbortSignal

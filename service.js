@@ -27,7 +27,7 @@ function abortError(signal, err = undefined) {
 // Proxy trap or a revoked Proxy becomes one ERR_INVALID_INPUT rejection (or throw, for the constructor), and
 // the native side only ever sees the plain snapshot.
 const SERVICE_KEYS = [
-  'model', 'revision', 'cacheDir', 'offline', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
+  'model', 'revision', 'cacheDir', 'offline', 'downloadTimeoutMs', 'device', 'dtype', 'threads', 'maxBatchSize', 'maxBatchTokens',
   'keepAliveMs', 'stallWarningMs', 'stallTimeoutMs', 'endpoint', 'apiKey', 'remoteConcurrency', 'testHooks',
   'onProgress', 'logger',
 ]
@@ -37,7 +37,7 @@ const EMBED_KEYS = ['inputType', 'priority', 'prompt', 'normalize', 'dimensions'
 const ROLE_KEYS = ['prompt', 'normalize', 'dimensions', 'signal', 'onProgress']
 const BATCHES_KEYS = [...EMBED_KEYS, 'batchSize']
 const KEYPHRASE_KEYS = ['ngramRange', 'stopWords', 'topN', 'useMmr', 'diversity', 'maxCandidates', 'priority', 'signal', 'onProgress']
-const MODEL_KEYS = ['cacheDir', 'revision', 'offline', 'onProgress', 'signal']
+const MODEL_KEYS = ['cacheDir', 'revision', 'offline', 'downloadTimeoutMs', 'onProgress', 'signal']
 // Options whose value is a list: copied too, so that no exotic array reaches the native side.
 const LIST_KEYS = new Set(['ngramRange', 'stopWords'])
 

@@ -39,7 +39,7 @@ function fakeHub() {
       'content-length': end - start + 1,
     })
     const body = data.subarray(start, end + 1)
-    if (hub.paused && file.endsWith('model.safetensors') && body.length > 1) {
+    if (hub.paused && req.method === 'GET' && file.endsWith('model.safetensors') && body.length > 1) {
       res.write(body.subarray(0, 1024))
       release = () => res.end(body.subarray(1024))
       req.on('close', () => res.destroy())

@@ -79,6 +79,7 @@ describe('index.d.ts', () => {
     expectTypeOf(
       EmbeddingService.downloadModel('org/m', {
         signal: new AbortController().signal,
+        downloadTimeoutMs: 10_000,
         onProgress: (p) => expectTypeOf(p.current).toEqualTypeOf<number>(),
       }),
     ).toEqualTypeOf<Promise<string>>()
@@ -126,6 +127,8 @@ describe('index.d.ts', () => {
     // @ts-expect-error the endpoint is a URL string
     new EmbeddingService({ model: 'm', endpoint: 7997 })
     expectTypeOf<'ERR_REMOTE'>().toMatchTypeOf<ErrorCode>()
+    expectTypeOf<'ERR_DOWNLOAD'>().toMatchTypeOf<ErrorCode>()
+    new EmbeddingService({ model: 'org/m', downloadTimeoutMs: 60_000 })
     const backend = new PythonEmbeddingService({ modelName: 'm', endpoint: 'http://gpu-box:7997/v1' })
     expectTypeOf(backend.getServiceType()).toEqualTypeOf<'gpu' | 'remote'>()
   })

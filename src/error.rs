@@ -22,6 +22,11 @@ pub enum ErrorCode {
     /// A remote embedding server (the `endpoint` option) failed the request: it could not be reached after
     /// retries, or answered with an error, which the message quotes with its HTTP status.
     Remote,
+    /// A model download from the hub (or `HF_ENDPOINT`) could not be completed safely: the server's answer
+    /// named no valid commit or digest, the bytes did not match their digest, a redirect went somewhere other
+    /// than http(s), the transfer broke off or stalled for the download timeout, or the cache could not be
+    /// written.
+    Download,
     /// A bug: a caught panic or an invariant that did not hold.
     Internal,
 }
@@ -37,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Aborted => "ERR_ABORTED",
             ErrorCode::Stalled => "ERR_STALLED",
             ErrorCode::Remote => "ERR_REMOTE",
+            ErrorCode::Download => "ERR_DOWNLOAD",
             ErrorCode::Internal => "ERR_INTERNAL",
         }
     }

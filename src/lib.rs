@@ -5,7 +5,7 @@
 //! owns the model, a loop over the duties `lifecycle` gives it; `lifecycle` the state machine under one lock,
 //! every transition one of its methods; `backend` what the worker runs on (the model here, or a remote server
 //! through `remote`); `keyphrases` KeyBERT's key-phrase extraction; `scheduler` the two priority lanes;
-//! `batching` the batch planner; `model` the model folder, tokenizer, encoder and pooling; `kernels` the CPU
+//! `batching` the batch planner; `model` the model folder, tokenizer, encoder and pooling; `hub` model downloads into the hub cache; `kernels` the CPU
 //! math at each SIMD level; `progress` the events and their bounded mailbox; `results` the result blocks;
 //! `memory` handing freed pages back to the OS. A module only uses modules below it.
 
@@ -13,6 +13,7 @@ pub mod backend;
 pub mod batching;
 pub mod device;
 pub mod error;
+pub mod hub;
 pub mod keyphrases;
 pub mod lifecycle;
 pub mod kernels;

@@ -26,6 +26,9 @@ pub struct ServiceOptions {
     pub revision: String,
     pub cache_dir: Option<PathBuf>,
     pub offline: bool,
+    /// A model download that receives nothing for this long fails with `ERR_DOWNLOAD`. Default 30 s, or
+    /// `HF_HUB_DOWNLOAD_TIMEOUT` seconds.
+    pub download_timeout: Duration,
     pub device: DeviceChoice,
     /// CPU threads for inference.
     pub threads: usize,
@@ -54,6 +57,7 @@ impl ServiceOptions {
             revision: source.revision,
             cache_dir: source.cache_dir,
             offline: source.offline,
+            download_timeout: source.download_timeout,
             device: DeviceChoice::Auto,
             threads: default_threads(),
             dtype: None,
@@ -91,6 +95,9 @@ impl Service {
         if options.stall_timeout.is_zero() || options.stall_warning.is_zero() {
             return Err(Error::invalid_input("stall thresholds must be positive"));
         }
+        if options.download_timeout.is_zero() {
+            return Err(Error::invalid_input("`downloadTimeoutMs` must be positive"));
+        }
         if let Some(remote) = &options.remote {
             remote.validate()?;
             if options.dtype.is_some() {
@@ -116,6 +123,7 @@ impl Service {
                     revision: options.revision,
                     cache_dir: options.cache_dir,
                     offline: options.offline,
+                    download_timeout: options.download_timeout,
                 },
                 device: options.device,
                 threads: options.threads,

@@ -15,7 +15,8 @@ pub struct LocalModel {
 pub fn open(config: &BackendConfig, hooks: OpenHooks) -> Result<LocalModel> {
     (hooks.stage)(0, "resolving model");
     let mut download = source::throttled(|p| (hooks.download)(p));
-    let dir = source::resolve_with(&config.source, &mut download, &std::sync::atomic::AtomicBool::new(false))?;
+    // A download ends as soon as the service closes or the watchdog gives up on this worker.
+    let dir = source::resolve_with(&config.source, &mut download, hooks.still_wanted)?;
     (hooks.stage)(1, "opening device");
     let device::Opened { device, name, fallback } = device::open(config.device)?;
     match fallback {

@@ -11,7 +11,7 @@ use napi_derive::napi;
 use super::options::model_source;
 use super::to_js;
 use super::values::clear_pending_exception;
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 use crate::model::source::{self, DownloadProgress};
 
 /// Whether the model loads without the network (a folder with a config.json, or a complete hub-cache
@@ -85,7 +85,11 @@ pub fn download_model(
             let _ = events.call(event, ThreadsafeFunctionCallMode::NonBlocking);
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            source.and_then(|s| source::resolve_with(&s, &mut source::throttled(progress), &flag))
+            let keep_going = || match flag.load(Ordering::Relaxed) {
+                true => Err(Error::new(ErrorCode::Aborted, "the download was aborted by its AbortSignal")),
+                false => Ok(()),
+            };
+            source.and_then(|s| source::resolve_with(&s, &mut source::throttled(progress), &keep_going))
         }))
         .unwrap_or_else(|_| Err(Error::internal("the download thread panicked")));
         let (dir, error) = match result {

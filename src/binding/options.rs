@@ -77,6 +77,9 @@ pub(super) fn service_options(options: Option<Unknown>) -> Result<ServiceOptions
     if let Some(offline) = props.boolean("offline")? {
         o.offline = offline;
     }
+    if let Some(ms) = millis(&props, "downloadTimeoutMs", false)? {
+        o.download_timeout = duration(ms)?;
+    }
     if let Some(device) = props.string("device")? {
         o.device = device.parse()?;
     }
@@ -93,13 +96,13 @@ pub(super) fn service_options(options: Option<Unknown>) -> Result<ServiceOptions
         o.limits.max_batch_tokens = n;
     }
     if let Some(ms) = millis(&props, "keepAliveMs", true)? {
-        o.keep_alive = (ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+        o.keep_alive = if ms >= 0.0 { Some(duration(ms)?) } else { None };
     }
     if let Some(ms) = millis(&props, "stallWarningMs", false)? {
-        o.stall_warning = Duration::from_secs_f64(ms / 1000.0);
+        o.stall_warning = duration(ms)?;
     }
     if let Some(ms) = millis(&props, "stallTimeoutMs", false)? {
-        o.stall_timeout = Duration::from_secs_f64(ms / 1000.0);
+        o.stall_timeout = duration(ms)?;
     }
     if let Some(endpoint) = props.string("endpoint")? {
         o.remote = Some(crate::remote::RemoteOptions {
@@ -114,9 +117,15 @@ pub(super) fn service_options(options: Option<Unknown>) -> Result<ServiceOptions
     o.faults.panic_on_text = hooks.string("panicOnText")?;
     o.faults.hold_index_until_queries = hooks.count("holdIndexBatchUntilQueries")?.unwrap_or(0);
     if let Some(ms) = millis(&hooks, "stallMs", false)? {
-        o.faults.stall = Some(Duration::from_secs_f64(ms / 1000.0));
+        o.faults.stall = Some(duration(ms)?);
     }
     Ok(o)
+}
+
+/// Milliseconds as a `Duration`; one too long for a `Duration` (about 1.8e22 ms) is refused, not a panic.
+fn duration(ms: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| Error::invalid_input(format!("{ms} ms is too long a time; give at most 1e21")))
 }
 
 fn embed_options_priority(props: &Props) -> Result<Priority> {
@@ -150,7 +159,7 @@ pub(super) fn embed_options(options: Option<Unknown>) -> Result<EmbedOptions> {
     Ok(EmbedOptions::from_choices(input_type, priority, props.string("prompt")?, output))
 }
 
-/// `{ cacheDir?, revision?, offline? }` for the static model functions.
+/// `{ cacheDir?, revision?, offline?, downloadTimeoutMs? }` for the static model functions.
 pub(super) fn model_source(model: Unknown, options: Option<Unknown>) -> Result<ModelSource> {
     let model = match model.get_type().map_err(|e| unreadable("model", e))? {
         // SAFETY: checked to be a string.
@@ -167,6 +176,9 @@ pub(super) fn model_source(model: Unknown, options: Option<Unknown>) -> Result<M
     }
     if let Some(offline) = props.boolean("offline")? {
         source.offline = offline;
+    }
+    if let Some(ms) = millis(&props, "downloadTimeoutMs", false)? {
+        source.download_timeout = duration(ms)?;
     }
     Ok(source)
 }

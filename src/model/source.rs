@@ -1,13 +1,16 @@
 //! Finding a model's files: a local folder is read directly; a hub id ("org/name") is resolved through the
-//! Hugging Face hub cache with `hf-hub`, and downloaded into that cache when online and missing.
+//! Hugging Face hub cache, and downloaded into that cache when online and missing (`crate::hub`, which treats
+//! the hub or mirror that answers as hostile until checked).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use hf_hub::{Cache, Repo, RepoType};
+use crate::error::{Error, Result};
+use crate::hub::cache::RepoCache;
+use crate::hub::names::{self, Commit};
+use crate::hub::{self, WantedFile};
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::error::{Error, ErrorCode, Result};
+pub use crate::hub::DownloadProgress;
 
 /// Where a model comes from, as the caller described it.
 #[derive(Debug, Clone)]
@@ -20,13 +23,26 @@ pub struct ModelSource {
     pub cache_dir: Option<PathBuf>,
     /// Never touch the network.
     pub offline: bool,
+    /// A download that receives nothing for this long fails (`ERR_DOWNLOAD`).
+    pub download_timeout: Duration,
 }
 
+/// No bytes for this long fails a download, unless `HF_HUB_DOWNLOAD_TIMEOUT` (seconds, as in
+/// `huggingface_hub`) or `downloadTimeoutMs` says otherwise. Longer than `huggingface_hub`'s 10 s, which it
+/// follows with retries; a stall here is reported to the caller instead.
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl ModelSource {
-    /// A source with the defaults the Python tools use: revision "main", the cache from the environment, and
-    /// offline when `HF_HUB_OFFLINE` is set to a true value.
+    /// A source with the defaults the Python tools use: revision "main", the cache from the environment,
+    /// offline when `HF_HUB_OFFLINE` is set to a true value, and `HF_HUB_DOWNLOAD_TIMEOUT`.
     pub fn new(model: impl Into<String>) -> Self {
-        ModelSource { model: model.into(), revision: "main".into(), cache_dir: None, offline: offline_from_env() }
+        ModelSource {
+            model: model.into(),
+            revision: "main".into(),
+            cache_dir: None,
+            offline: offline_from_env(),
+            download_timeout: download_timeout_from_env(),
+        }
     }
 }
 
@@ -37,15 +53,39 @@ pub fn offline_from_env() -> bool {
         .unwrap_or(false)
 }
 
+/// `HF_HUB_DOWNLOAD_TIMEOUT` in seconds (a positive number), else the default.
+pub fn download_timeout_from_env() -> Duration {
+    non_empty_env("HF_HUB_DOWNLOAD_TIMEOUT")
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_DOWNLOAD_TIMEOUT)
+}
+
 /// The hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = non_empty_env("HF_HUB_CACHE") {
         return PathBuf::from(dir);
     }
-    if let Some(home) = non_empty_env("HF_HOME") {
-        return PathBuf::from(home).join("hub");
+    hf_home().join("hub")
+}
+
+/// `$HF_HOME`, else `~/.cache/huggingface`.
+fn hf_home() -> PathBuf {
+    match non_empty_env("HF_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => home_dir().join(".cache").join("huggingface"),
     }
-    home_dir().join(".cache").join("huggingface").join("hub")
+}
+
+/// The hub token, as `huggingface_hub` finds it: `$HF_TOKEN`, else the file at `$HF_TOKEN_PATH`, else
+/// `$HF_HOME/token` (written by `hf auth login`).
+fn token() -> Option<String> {
+    let from_file = || {
+        let path = non_empty_env("HF_TOKEN_PATH").map(PathBuf::from).unwrap_or_else(|| hf_home().join("token"));
+        std::fs::read_to_string(path).ok()
+    };
+    non_empty_env("HF_TOKEN").or_else(from_file).map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -81,22 +121,28 @@ const OPTIONAL_FILES: &[&str] = &[
 ];
 const REQUIRED_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
 
-/// One file's download progress: bytes of `file` received so far, out of `total`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DownloadProgress {
-    pub file: String,
-    pub current: u64,
-    pub total: u64,
+/// The files a download fetches, in order: the weights last, so that until they are in place the snapshot
+/// does not count as cached.
+fn wanted_files() -> Vec<WantedFile> {
+    let first = ["config.json", "tokenizer.json"].into_iter().map(|name| WantedFile { name, required: true });
+    let optional = OPTIONAL_FILES.iter().map(|&name| WantedFile { name, required: false });
+    first.chain(optional).chain([WantedFile { name: "model.safetensors", required: true }]).collect()
 }
 
 /// Resolves a source to a folder on disk holding the model's files, downloading a hub model that is not
-/// cached (when online) and reporting the download through `on_progress`.
-pub fn resolve_with(source: &ModelSource, on_progress: &mut dyn FnMut(DownloadProgress), cancel: &AtomicBool) -> Result<PathBuf> {
+/// cached (when online) and reporting the download through `on_progress`. `keep_going` is asked at least
+/// every 50 ms during a download; its error ends the download (an abort, the service closing).
+pub fn resolve_with(
+    source: &ModelSource,
+    on_progress: &mut dyn FnMut(DownloadProgress),
+    keep_going: &dyn Fn() -> Result<()>,
+) -> Result<PathBuf> {
     let path = Path::new(&source.model);
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }
     check_hub_id(&source.model)?;
+    names::check_revision(&source.revision)?;
     let cache_dir = source.cache_dir.clone().unwrap_or_else(default_cache_dir);
     if let Some(dir) = cached_snapshot(&cache_dir, &source.model, &source.revision) {
         return Ok(dir);
@@ -110,12 +156,29 @@ pub fn resolve_with(source: &ModelSource, on_progress: &mut dyn FnMut(DownloadPr
             cache_dir.display()
         )));
     }
-    download(&cache_dir, source, on_progress, cancel)
+    let endpoint = non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".to_string());
+    let download = hub::Download {
+        endpoint: &endpoint,
+        token: token(),
+        read_timeout: source.download_timeout,
+        keep_going,
+        on_progress,
+    };
+    let dir = hub::download_snapshot(&cache_dir, &source.model, &source.revision, &wanted_files(), download)?;
+    if !snapshot_complete(&dir) {
+        return Err(Error::model_not_found(format!(
+            "the download of {:?} left {} without one of {}",
+            source.model,
+            dir.display(),
+            REQUIRED_FILES.join(", ")
+        )));
+    }
+    Ok(dir)
 }
 
 /// `resolve_with` without progress reports or cancellation.
 pub fn resolve(source: &ModelSource) -> Result<PathBuf> {
-    resolve_with(source, &mut |_| {}, &AtomicBool::new(false))
+    resolve_with(source, &mut |_| {}, &|| Ok(()))
 }
 
 /// Whether a model can load without the network: a local folder with a config.json, or a hub id whose
@@ -126,6 +189,7 @@ pub fn is_cached(source: &ModelSource) -> bool {
         return path.join("config.json").is_file();
     }
     looks_like_hub_id(&source.model)
+        && names::check_revision(&source.revision).is_ok()
         && cached_snapshot(&source.cache_dir.clone().unwrap_or_else(default_cache_dir), &source.model, &source.revision)
             .is_some()
 }
@@ -144,58 +208,23 @@ fn check_hub_id(model: &str) -> Result<()> {
     Ok(())
 }
 
-/// The snapshot folder of a cached model, when every required file is there: the hub client writes each file
-/// atomically, but a download interrupted between files leaves a snapshot with some of them, which must count
-/// as not cached (and be completed) rather than load and fail. A revision that is itself a commit hash is
-/// looked up directly, since no ref file names it.
+fn snapshot_complete(dir: &Path) -> bool {
+    REQUIRED_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
+/// The snapshot folder of a cached model, when every required file is there: a download interrupted between
+/// files leaves a snapshot with some of them, which must count as not cached (and be completed) rather than
+/// load and fail. `refs/<revision>` names the commit (only a 40-hex commit id is believed); a revision that
+/// is itself a commit id is looked up directly, since no ref file names it.
 pub fn cached_snapshot(cache_dir: &Path, model: &str, revision: &str) -> Option<PathBuf> {
-    let repo = Repo::with_revision(model.to_string(), RepoType::Model, revision.to_string());
-    let complete = |dir: &Path| REQUIRED_FILES.iter().all(|f| dir.join(f).is_file());
-    if let Some(config) = Cache::new(cache_dir.to_path_buf()).repo(repo.clone()).get("config.json") {
-        if let Some(dir) = config.parent().filter(|d| complete(d)) {
-            return Some(dir.to_path_buf());
-        }
-    }
-    let direct = cache_dir.join(repo.folder_name()).join("snapshots").join(revision);
-    complete(&direct).then_some(direct)
+    let cache = RepoCache::new(cache_dir, model);
+    let commit = Commit::parse(revision).or_else(|| cache.read_ref(revision))?;
+    let dir = cache.snapshot(&commit);
+    snapshot_complete(&dir).then_some(dir)
 }
 
-/// Passes hf-hub's byte counts on, and stops a transfer that was cancelled.
-struct Reporter<'a> {
-    file: String,
-    current: u64,
-    total: u64,
-    on_progress: &'a mut dyn FnMut(DownloadProgress),
-    cancel: &'a AtomicBool,
-}
-
-/// The panic payload that stops a cancelled transfer (hf-hub's progress callback cannot return an error);
-/// caught in `download`, never seen outside it.
-struct Cancelled;
-
-impl hf_hub::api::Progress for Reporter<'_> {
-    fn init(&mut self, size: usize, filename: &str) {
-        (self.file, self.current, self.total) = (filename.to_string(), 0, size as u64);
-        self.report();
-    }
-    fn update(&mut self, size: usize) {
-        if self.cancel.load(Ordering::Relaxed) {
-            std::panic::resume_unwind(Box::new(Cancelled));
-        }
-        self.current += size as u64;
-        self.report();
-    }
-    fn finish(&mut self) {}
-}
-
-impl Reporter<'_> {
-    fn report(&mut self) {
-        (self.on_progress)(DownloadProgress { file: self.file.clone(), current: self.current, total: self.total });
-    }
-}
-
-/// Passes on a file's start, its first bytes and its end, and other reports at most every 100 ms: the hub
-/// client reports every few kilobytes.
+/// Passes on a file's start, its first bytes and its end, and other reports at most every 100 ms: the
+/// transfer reports every piece it receives.
 pub fn throttled(mut report: impl FnMut(DownloadProgress)) -> impl FnMut(DownloadProgress) {
     let mut last: Option<(std::time::Instant, u64)> = None;
     move |p: DownloadProgress| {
@@ -206,59 +235,6 @@ pub fn throttled(mut report: impl FnMut(DownloadProgress)) -> impl FnMut(Downloa
             report(p);
         }
     }
-}
-
-fn download(
-    cache_dir: &Path,
-    source: &ModelSource,
-    on_progress: &mut dyn FnMut(DownloadProgress),
-    cancel: &AtomicBool,
-) -> Result<PathBuf> {
-    use hf_hub::api::sync::ApiBuilder;
-    let mut builder = ApiBuilder::from_cache(Cache::new(cache_dir.to_path_buf())).with_progress(false);
-    // HF_ENDPOINT points at a mirror, as in huggingface_hub.
-    if let Some(endpoint) = non_empty_env("HF_ENDPOINT") {
-        builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
-    }
-    let api = builder
-        .build()
-        .map_err(|e| Error::model_not_found(format!("cannot reach the hub to download {:?}: {e}", source.model)))?;
-    let repo = api.repo(Repo::with_revision(source.model.clone(), RepoType::Model, source.revision.clone()));
-    let aborted = || Error::new(ErrorCode::Aborted, format!("the download of {:?} was aborted", source.model));
-    let mut fetch = |file: &str| -> Result<std::result::Result<PathBuf, hf_hub::api::sync::ApiError>> {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(aborted());
-        }
-        let reporter = Reporter { file: file.to_string(), current: 0, total: 0, on_progress: &mut *on_progress, cancel };
-        // A cancelled transfer unwinds out of hf-hub, which leaves its partial file to resume from next time;
-        // the finished files in the cache are complete, each renamed into place.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| repo.download_with_progress(file, reporter))) {
-            Ok(result) => Ok(result),
-            Err(payload) if payload.is::<Cancelled>() => Err(aborted()),
-            Err(payload) => std::panic::resume_unwind(payload),
-        }
-    };
-    let mut snapshot = None;
-    // The weights last: until they are in place the snapshot does not count as cached.
-    for file in ["config.json", "tokenizer.json"].iter().chain(OPTIONAL_FILES).chain(["model.safetensors"].iter()) {
-        let required = REQUIRED_FILES.contains(file);
-        match fetch(file)? {
-            Ok(path) => {
-                if required {
-                    snapshot = path.parent().map(Path::to_path_buf);
-                }
-            }
-            Err(e) if required => {
-                return Err(Error::model_not_found(format!(
-                    "cannot download {file} of {:?} (revision {:?}) from the hub: {e}",
-                    source.model, source.revision
-                )))
-            }
-            // A sentence-transformers folder need not have every optional file.
-            Err(_) => {}
-        }
-    }
-    snapshot.ok_or_else(|| Error::internal("hub download returned no snapshot folder"))
 }
 
 #[cfg(test)]
@@ -290,6 +266,7 @@ mod tests {
             revision: "main".into(),
             cache_dir: Some(dir.clone()),
             offline: true,
+            download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
         };
         let err = resolve(&source).unwrap_err();
         assert_eq!(err.code, crate::error::ErrorCode::ModelNotFound);
