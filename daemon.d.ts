@@ -226,7 +226,7 @@ export declare class NativeEmbeddingBackend {
     /** The hub id or folder actually loaded. */
     source: string | null
     device: string | null
-    dtype: 'f32' | 'bf16' | 'f16' | null
+    dtype: 'f32' | 'bf16' | 'f16' | 'int8' | null
     dimensions: number | null
     prompts: string[]
     requiresPrefix: boolean | null

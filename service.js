@@ -430,6 +430,7 @@ function createEmbeddingService(binding) {
         modelLoaded: s.modelLoaded,
         device: s.device ?? null,
         dtype: s.dtype ?? null,
+        simd: s.simd ?? null,
         prompts: s.prompts,
         dimensions: s.dimensions ?? null,
         queued: { query: s.queued.query, index: s.queued.index },

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { minilmDir, reference, root, texts } from './helpers.mjs'
+import { minCosine, minilmDir, readJson, reference, root, texts } from './helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const { EmbeddingService } = require(root)
@@ -86,6 +86,8 @@ describe('constructor validation', () => {
     [{ model: tiny, dtype: 'fp8' }, 'ERR_INVALID_INPUT', /dtype/],
     [{ model: tiny, dtype: 'f16', device: 'cuda' }, 'ERR_DEVICE_UNAVAILABLE', /cuda/],
     [{ model: tiny, dtype: 16 }, 'ERR_INVALID_INPUT', /dtype/],
+    [{ model: tiny, dtype: 'int8', device: 'cuda' }, 'ERR_INVALID_INPUT', /runs on the CPU/],
+    [{ model: tiny, dtype: 'int8', endpoint: 'http://127.0.0.1:1/v1' }, 'ERR_INVALID_INPUT', /dtype/],
   ]
   for (const [options, code, message] of cases) {
     it(`${JSON.stringify(options)} throws ${code}`, () => {
@@ -113,6 +115,26 @@ describe('model problems reject embed with a code, and the next call can still s
   it("dtype 'f16' on CPU rejects at load with ERR_INVALID_INPUT saying it is for GPUs", async () => {
     const svc = new EmbeddingService({ model: tiny, device: 'cpu', dtype: 'f16' })
     await expect(svc.embed(['a'])).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT', message: expect.stringMatching(/GPU/) })
+    await svc.close()
+  })
+
+  it("dtype 'int8' embeds on the CPU, and status() and the load event name the kernels", async () => {
+    const events = []
+    const svc = new EmbeddingService({ model: minilmDir(), dtype: 'int8', threads: 2, onProgress: (e) => events.push(e) })
+    const got = await svc.embed(texts())
+    const expected = readJson(path.join(reference('minilm'), 'expected.json'))
+    expect(minCosine(got, expected.embeddings)).toBeGreaterThanOrEqual(0.99)
+    const s = svc.status()
+    expect(s.dtype).toBe('int8')
+    expect(s.simd).toMatch(/^(avx512-vnni|avx-vnni|avx512-vnni \(256-bit\)|avx2|neon-dotprod|neon|scalar)$/)
+    const loaded = events.find((e) => e.status === 'loading_model' && e.current === 3)
+    expect(loaded.details).toBe(`model loaded (int8, ${s.simd} kernels)`)
+    await svc.close()
+  })
+
+  it("dtype 'int8' on ModernBERT rejects at load with ERR_INVALID_INPUT naming the families it runs on", async () => {
+    const svc = new EmbeddingService({ model: path.join(reference('tiny-modernbert-mean'), 'model'), dtype: 'int8' })
+    await expect(svc.embed(['a'])).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT', message: expect.stringMatching(/BERT family.*modernbert/) })
     await svc.close()
   })
 

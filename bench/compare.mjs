@@ -1,5 +1,6 @@
-// Side-by-side throughput: this addon (f32, and bf16 where the CPU has AVX512_BF16) against sentence-transformers
-// (PyTorch, fp32 and bf16) and ONNX Runtime (fp32) on the same corpus (bench/corpus.mjs), interleaved: every
+// Side-by-side throughput: this addon (f32, int8, and bf16 where the CPU has AVX512_BF16) against
+// sentence-transformers (PyTorch, fp32 and bf16) and ONNX Runtime (fp32, and dynamic int8 as fastembed and
+// transformers.js quantize) on the same corpus (bench/corpus.mjs), interleaved: every
 // round runs each engine once as its own process, in a rotated order, so drift on a shared machine hits all of
 // them alike. Prints each engine's median, this addon's ratio to every peer round by round, and the parity of
 // every engine's vectors with sentence-transformers fp32 on the texts it ran (a fast wrong answer shows here).
@@ -60,6 +61,7 @@ if (queryMode) {
   const engines = [
     { name: 'ours-f32', cmd: 'node', args: ['bench/idle-query.mjs', repeats, ...textArgs] },
     bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/idle-query.mjs', repeats, '--dtype', 'bf16', ...textArgs] },
+    { name: 'ours-int8', cmd: 'node', args: ['bench/idle-query.mjs', repeats, '--dtype', 'int8', ...textArgs] },
     { name: 'ort-fp32', cmd: python, args: ['bench/ort_query.py', repeats, ...textArgs] },
   ].filter(Boolean)
   const runs = {} // `${engine}@${threads}` -> [{ loadMs, medianMs, vector }] by round
@@ -105,9 +107,11 @@ const out = (name) => path.join(outDir, `${name}.f32`)
 const engines = [
   { name: 'ours-f32', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--out', out('ours-f32')] },
   bf16 && { name: 'ours-bf16', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--dtype', 'bf16', '--out', out('ours-bf16')] },
+  { name: 'ours-int8', cmd: 'node', args: ['bench/throughput.mjs', '1', threads, '--dtype', 'int8', '--out', out('ours-int8')] },
   { name: 'st-fp32', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--out', out('st-fp32')] },
   { name: 'st-bf16', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--dtype', 'bf16', '--out', out('st-bf16')] },
   { name: 'ort-fp32', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--out', out('ort-fp32')] },
+  { name: 'ort-int8', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--dtype', 'int8', '--out', out('ort-int8')] },
 ].filter((e) => e && (!only || only.includes(e.name)))
 
 const seconds = Object.fromEntries(engines.map((e) => [e.name, []]))
@@ -131,8 +135,10 @@ const read = (name) => {
   const b = fs.readFileSync(out(name))
   return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4)
 }
-const minCosine = (a, b, dims) => {
+/** [minimum, mean] cosine between matching vectors of `a` and `b`. */
+const agreement = (a, b, dims) => {
   let worst = 1
+  let sum = 0
   for (let o = 0; o < a.length; o += dims) {
     let dot = 0
     let na = 0
@@ -142,19 +148,21 @@ const minCosine = (a, b, dims) => {
       na += a[j] * a[j]
       nb += b[j] * b[j]
     }
-    worst = Math.min(worst, dot / Math.sqrt(na * nb))
+    const c = dot / Math.sqrt(na * nb)
+    worst = Math.min(worst, c)
+    sum += c
   }
-  return worst
+  return [worst, sum / (a.length / dims)]
 }
 const reference = read('st-fp32')
 const dims = 384
-console.log(`| engine | median s (${rounds} rounds) | tokens/s | min cosine to sentence-transformers fp32 |`)
+console.log(`| engine | median s (${rounds} rounds) | tokens/s | min / mean cosine to sentence-transformers fp32 |`)
 console.log('| --- | --- | --- | --- |')
 for (const e of engines) {
   const v = read(e.name)
-  const cos = v.length === reference.length ? minCosine(v, reference, dims) : NaN
+  const [min, mean] = v.length === reference.length ? agreement(v, reference, dims) : [NaN, NaN]
   const med = median(seconds[e.name])
-  console.log(`| ${labels[e.name]} | ${med.toFixed(2)} (${seconds[e.name].join(', ')}) | ${Math.round(tokens / med)} | ${cos.toFixed(7)} |`)
+  console.log(`| ${labels[e.name]} | ${med.toFixed(2)} (${seconds[e.name].join(', ')}) | ${Math.round(tokens / med)} | ${min.toFixed(6)} / ${mean.toFixed(6)} |`)
 }
 console.log('')
 console.log('| ratio (same round) | per round | median |')

@@ -1,7 +1,7 @@
 // Idle-query latency and load time of this addon, one process per call (bench/compare.mjs --query runs it
 // side by side with bench/ort_query.py): load() from a warm cache, then the same short query embedded `repeats`
 // times on the otherwise idle service, tokenizer to pooled vector. Prints one JSON line.
-// Usage: node bench/idle-query.mjs [repeats=50] [threads=2] [--dtype f32|bf16] [--query "text"]
+// Usage: node bench/idle-query.mjs [repeats=50] [threads=2] [--dtype f32|bf16|int8] [--query "text"]
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'

@@ -1,8 +1,11 @@
-"""ONNX Runtime (fp32) on the same corpus and settings as bench/throughput.mjs, for a side-by-side ratio.
+"""ONNX Runtime (fp32, or dynamic int8) on the same corpus and settings as bench/throughput.mjs, for a
+side-by-side ratio.
 
 Exports all-MiniLM-L6-v2 to ONNX once (target/minilm.onnx, with torch.onnx), then runs it with
 onnxruntime, length-sorted batches of 32, truncation at 256, mean pooling and normalisation in numpy.
-Usage: python bench/ort_throughput.py [runs=3] [threads=2] [--out file]
+`--dtype int8` runs the model as fastembed's and transformers.js' quantized models are made: weights int8 per
+output channel, activations quantized per tensor at run time (`quantize_dynamic`, once, target/minilm-int8.onnx).
+Usage: python bench/ort_throughput.py [runs=3] [threads=2] [--out file] [--dtype fp32|int8]
 Needs torch, transformers, onnx and onnxruntime installed; not part of the test suite.
 """
 import json
@@ -46,6 +49,13 @@ if not onnx_path.exists():
         opset_version=17,
         dynamo=False,
     )
+if dtype == "int8":
+    int8_path = root / "target/minilm-int8.onnx"
+    if not int8_path.exists():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+    onnx_path = int8_path
 opts = ort.SessionOptions()
 opts.intra_op_num_threads = threads
 opts.inter_op_num_threads = 1
@@ -79,7 +89,7 @@ if out_path:
     np.asarray(vectors, dtype=np.float32).tofile(out_path)
 med = statistics.median(seconds)
 print(json.dumps({
-    "engine": f"onnxruntime {ort.__version__} (fp32, {threads} threads)",
+    "engine": f"onnxruntime {ort.__version__} ({'dynamic int8' if dtype == 'int8' else 'fp32'}, {threads} threads)",
     "texts": len(corpus), "tokens": tokens, "seconds": [round(s, 3) for s in seconds],
     "medianSeconds": round(med, 3), "tokensPerSecond": round(tokens / med),
 }))

@@ -22,8 +22,16 @@ node scripts/fetch-test-model.mjs
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# Tests that start the test binary again (one process per SIMD level) start it through qemu too.
+export EMBEDDING_SERVICE_TEST_RUNNER="$CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 start=$(date +%s)
-cargo test --release --target "$target" --lib --test kernels --test parity "$@"
+# Twice: on a CPU with the dot-product extension (qemu's `max`: ARMv8.2+ and later, as Apple M and Graviton 2+)
+# and on one without it (Cortex-A53, ARMv8.0), so both int8 NEON kernels run. QEMU_CPU reaches child processes.
+# The f32 kernels do not depend on the extension, so the second CPU runs the int8 tests only.
+echo "[test:arm64] QEMU_CPU=max" >&2
+QEMU_CPU=max cargo test --release --target "$target" --lib --test kernels --test parity --test int8 "$@"
+echo "[test:arm64] QEMU_CPU=cortex-a53 (no dot-product extension)" >&2
+QEMU_CPU=cortex-a53 cargo test --release --target "$target" --lib --test int8 "$@"
 echo "[test:arm64] passed under qemu-aarch64 in $(( $(date +%s) - start )) s (build included)" >&2

@@ -137,8 +137,10 @@ pub struct Records {
     /// The loaded model's weights (zero when none is loaded).
     weights: WeightMemory,
     device: Option<String>,
-    /// The number format the loaded model computes in ("f32", "bf16", "f16").
+    /// The number format the loaded model computes in ("f32", "bf16", "f16", "int8").
     dtype: Option<&'static str>,
+    /// The CPU kernels it runs on ("avx512", "avx512-vnni", ...), for a model on the CPU.
+    simd: Option<&'static str>,
     /// The loaded model's prompt names.
     prompts: Vec<String>,
 }
@@ -150,6 +152,9 @@ pub struct ServiceStatus {
     pub model_loaded: bool,
     pub device: Option<String>,
     pub dtype: Option<&'static str>,
+    /// The CPU kernels the model runs on ("avx512", "avx2", "neon", "scalar"; for int8 the dot-product kernel:
+    /// "avx512-vnni", "avx-vnni", "neon-dotprod", ...); `None` on a GPU or a server.
+    pub simd: Option<&'static str>,
     /// The prompt names the model accepts (known once it has loaded).
     pub prompts: Vec<String>,
     pub dimensions: Option<usize>,
@@ -211,6 +216,7 @@ pub struct ModelInfo {
     pub weights: WeightMemory,
     pub device: String,
     pub dtype: Option<&'static str>,
+    pub simd: Option<&'static str>,
     pub prompts: Vec<String>,
 }
 
@@ -273,6 +279,7 @@ impl Lifecycle {
                 weights: WeightMemory::default(),
                 device: None,
                 dtype: None,
+                simd: None,
                 prompts: Vec::new(),
             }),
             worker_wake: Condvar::new(),
@@ -470,6 +477,7 @@ impl Lifecycle {
             model_loaded: core.model_loaded,
             device: core.device.clone(),
             dtype: core.dtype,
+            simd: core.simd,
             prompts: core.prompts.clone(),
             dimensions: core.dimensions,
             queued_query: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Query).count(),
@@ -566,6 +574,7 @@ impl Lifecycle {
                 core.weights = model.weights;
                 core.device = Some(model.device);
                 core.dtype = model.dtype;
+                core.simd = model.simd;
                 core.prompts = model.prompts;
                 if core.state != State::Closed {
                     core.state = State::Ready;
@@ -768,7 +777,7 @@ mod tests {
     }
 
     fn model() -> ModelInfo {
-        ModelInfo { dimensions: 4, weights: WeightMemory::default(), device: "cpu".into(), dtype: Some("f32"), prompts: vec![] }
+        ModelInfo { dimensions: 4, weights: WeightMemory::default(), device: "cpu".into(), dtype: Some("f32"), simd: None, prompts: vec![] }
     }
 
     fn done(lc: &Lifecycle) -> StepOutcome {

@@ -106,6 +106,11 @@ impl Service {
                 ));
             }
         }
+        if options.dtype == Some(Dtype::Int8) && matches!(options.device, DeviceChoice::Cuda | DeviceChoice::Metal) {
+            return Err(Error::invalid_input(
+                "dtype 'int8' runs on the CPU: use device 'cpu' or 'auto' with it (or dtype 'bf16' or 'f16' on a GPU)",
+            ));
+        }
         let local = options.remote.is_none();
         if local {
             device::check_compiled(options.device)?;

@@ -128,6 +128,7 @@ fn model_info(backend: &dyn Backend) -> ModelInfo {
         weights: backend.weight_memory(),
         device: backend.device_name().to_string(),
         dtype: backend.dtype(),
+        simd: backend.simd(),
         prompts: backend.prompt_names(),
     }
 }

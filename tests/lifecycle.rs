@@ -77,7 +77,8 @@ fn a_request_reports_start_each_batch_and_completion_in_order() {
     assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
     // Loading reported its stages before the request started.
     let all = rec.all.lock().unwrap();
-    assert!(all.iter().any(|e| e.status == Status::LoadingModel && e.details == "model loaded"));
+    let loaded = format!("model loaded (f32, {} kernels)", embedding_service::model::cpu_kernels(embedding_service::Dtype::F32));
+    assert!(all.iter().any(|e| e.status == Status::LoadingModel && e.current == 3 && e.details == loaded));
 }
 
 #[test]

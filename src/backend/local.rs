@@ -18,7 +18,9 @@ pub fn open(config: &BackendConfig, hooks: OpenHooks) -> Result<LocalModel> {
     // A download ends as soon as the service closes or the watchdog gives up on this worker.
     let dir = source::resolve_with(&config.source, &mut download, hooks.still_wanted)?;
     (hooks.stage)(1, "opening device");
-    let device::Opened { device, name, fallback } = device::open(config.device)?;
+    // int8 runs on the CPU only: 'auto' means the CPU for it (a GPU device is refused when the service is made).
+    let choice = if config.dtype == Some(Dtype::Int8) { device::DeviceChoice::Cpu } else { config.device };
+    let device::Opened { device, name, fallback } = device::open(choice)?;
     match fallback {
         Some(why) => (hooks.stage)(2, &format!("loading tokenizer and weights; {why}")),
         None => (hooks.stage)(2, "loading tokenizer and weights"),
@@ -28,7 +30,10 @@ pub fn open(config: &BackendConfig, hooks: OpenHooks) -> Result<LocalModel> {
     embedder.adopt_known_prompts(&config.source.model);
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     crate::memory::release_free_memory();
-    (hooks.stage)(3, "model loaded");
+    match device.is_cpu() {
+        true => (hooks.stage)(3, &format!("model loaded ({}, {} kernels)", dtype.as_str(), crate::model::cpu_kernels(dtype))),
+        false => (hooks.stage)(3, &format!("model loaded ({})", dtype.as_str())),
+    }
     Ok(LocalModel { embedder, device, name, dtype })
 }
 
@@ -63,6 +68,10 @@ impl Backend for LocalModel {
 
     fn dtype(&self) -> Option<&'static str> {
         Some(self.dtype.as_str())
+    }
+
+    fn simd(&self) -> Option<&'static str> {
+        self.device.is_cpu().then(|| crate::model::cpu_kernels(self.dtype))
     }
 
     fn has_checkpoints(&self) -> bool {

@@ -74,6 +74,11 @@ pub trait Backend: Send + Sync {
     /// its own (the wire carries f32).
     fn dtype(&self) -> Option<&'static str>;
 
+    /// The CPU kernels the model runs on, for a model on the CPU (see `ServiceStatus::simd`).
+    fn simd(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether index work can pause inside a batch for a waiting query (the fast CPU encoder's checkpoints).
     fn has_checkpoints(&self) -> bool {
         false

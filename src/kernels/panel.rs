@@ -422,7 +422,7 @@ fn native_bf16(dst: &mut [f32], dst_row_stride: usize, a: &[f32], a_row_stride: 
 
 /// Calls `f(rows, panel)` for every block of rows × panel of an `m`-row product over `panels` panels, in
 /// parallel tasks of a block of rows × a range of panels; few rows (a query) split the panels among threads.
-fn for_each_block(m: usize, panels: usize, threads: usize, work: usize, f: impl Fn(std::ops::Range<usize>, usize) + Sync) {
+pub(super) fn for_each_block(m: usize, panels: usize, threads: usize, work: usize, f: impl Fn(std::ops::Range<usize>, usize) + Sync) {
     let row_blocks = m.div_ceil(ROWS_PER_TASK);
     let panel_groups = if threads > 1 && row_blocks < 4 * threads {
         panels.min((4 * threads).div_ceil(row_blocks))
@@ -447,7 +447,7 @@ fn for_each_block(m: usize, panels: usize, threads: usize, work: usize, f: impl 
 /// Calls `f(first_row, rows)` for each register tile of at most `mr` rows in `rows`, the rows shared out as
 /// evenly as the tile count allows: a 1-row tail tile has too few accumulators to hide the FMA latency, so 13
 /// rows in tiles of 6 run as 5, 4, 4 rather than 6, 6, 1.
-fn tiles(rows: std::ops::Range<usize>, mr: usize, mut f: impl FnMut(usize, usize)) {
+pub(super) fn tiles(rows: std::ops::Range<usize>, mr: usize, mut f: impl FnMut(usize, usize)) {
     let count = rows.len().div_ceil(mr);
     let mut t = rows.start;
     for i in 0..count {

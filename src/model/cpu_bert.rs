@@ -19,21 +19,36 @@ use super::bert::{Activation, BertConfig, PositionScheme};
 use super::weights_file::{read_row, Floats, WeightsFile};
 use crate::kernels::elementwise::{add_bias, bias_gelu, bias_layer_norm, softmax_rows};
 use crate::kernels::matmul::{matmul, matmul_bt, SendPtr};
+use crate::kernels::int8::{self, PackedI8, QuantizedRows};
 use crate::kernels::panel::{self as packed, PackedBf16, PackedF32};
 use crate::error::{Error, Result};
 
-/// A Linear layer's weight, `[out × in]`: f32 as in the file, or rounded to bf16 and packed (`dtype: 'bf16'`).
+/// A Linear layer's weight, `[out × in]`: f32 as in the file, rounded to bf16 and packed (`dtype: 'bf16'`), or
+/// quantized to int8 (`dtype: 'int8'`).
 enum Weight {
     F32(Vec<f32>),
     /// f32 packed for the panel kernels (every SIMD level but scalar).
     F32Packed(PackedF32),
     Bf16(PackedBf16),
+    /// Quantized to int8; the inputs whose activations run far larger than the rest (found at load by
+    /// `calibrate`) are multiplied in f32 inside the same product.
+    Int8(PackedI8),
+}
+
+/// Reusable buffers for the activations of the low-precision products.
+#[derive(Default)]
+struct LowPrecision {
+    /// Rounded to bf16 (bf16 on AVX512_BF16).
+    a16: Vec<u16>,
+    /// Quantized per row (int8).
+    q: QuantizedRows,
 }
 
 impl Weight {
     /// The `[out × in]` weight whose value at (row, input) is `get(row, input)`.
-    fn new(out: usize, inp: usize, dtype: Dtype, get: impl Fn(usize, usize) -> f32) -> Self {
+    fn new(out: usize, inp: usize, dtype: Dtype, get: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         match dtype {
+            Dtype::Int8 => Weight::Int8(PackedI8::quantize_with(out, inp, get)),
             // The panel kernels beat gemm here at every SIMD level, most of all on short queries.
             Dtype::F32 if packed::supported() => Weight::F32Packed(PackedF32::pack_with(out, inp, get)),
             // Refused before loading (f16 is for GPUs); f32 is the safe reading if it ever gets here.
@@ -44,20 +59,54 @@ impl Weight {
         }
     }
 
-    /// A Linear weight as stored, `[out × in]`.
-    fn read(file: &WeightsFile, name: &str, (out, inp): (usize, usize), dtype: Dtype) -> Result<Self> {
-        let w = file.floats(name, &[out, inp])?;
-        Ok(Self::new(out, inp, dtype, |r, i| w.at(r * inp + i)))
-    }
-
     /// `dst[m×out] (+)= a[m×in] · Wᵀ`.
     #[allow(clippy::too_many_arguments)]
-    fn apply(&self, dst: &mut [f32], dst_stride: usize, a: &[f32], a_stride: usize, m: usize, (n, k): (usize, usize), accumulate: bool, threads: usize, a16: &mut Vec<u16>) {
+    fn apply(&self, dst: &mut [f32], dst_stride: usize, a: &[f32], a_stride: usize, m: usize, (n, k): (usize, usize), accumulate: bool, threads: usize, low: &mut LowPrecision) {
         match self {
             Weight::F32(w) => matmul_bt(dst, dst_stride, a, a_stride, w, k, m, n, k, accumulate, threads),
             Weight::F32Packed(w) => packed::matmul_bt_f32(dst, dst_stride, a, a_stride, w, m, accumulate, threads),
-            Weight::Bf16(w) => packed::matmul_bt_bf16(dst, dst_stride, a, a_stride, w, m, accumulate, threads, a16),
+            Weight::Bf16(w) => packed::matmul_bt_bf16(dst, dst_stride, a, a_stride, w, m, accumulate, threads, &mut low.a16),
+            Weight::Int8(w) => int8::matmul_bt_i8(dst, dst_stride, a, a_stride, w, m, accumulate, threads, &mut low.q),
         }
+    }
+}
+
+/// The four products of a layer, in the order the forward pass runs them.
+#[derive(Debug, Clone, Copy)]
+enum Product {
+    Qkv,
+    AttnOut,
+    Inter,
+    Out,
+}
+
+const PRODUCTS: [Product; 4] = [Product::Qkv, Product::AttnOut, Product::Inter, Product::Out];
+
+/// A product's weight of layer `n` read from the file, `[out × in]` through `get(row, input)`: query, key and
+/// value stacked into one `[3H × H]` matrix (row r is row r % H of one of them).
+#[allow(clippy::type_complexity)]
+fn product_weight<'f>(
+    file: &'f WeightsFile,
+    n: usize,
+    product: Product,
+    (h, i): (usize, usize),
+) -> Result<((usize, usize), Box<dyn Fn(usize, usize) -> f32 + Sync + 'f>)> {
+    let l = |name: &str| format!("encoder.layer.{n}.{name}");
+    let single = |name: &str, (out, inp): (usize, usize)| -> Result<((usize, usize), Box<dyn Fn(usize, usize) -> f32 + Sync + 'f>)> {
+        let w = file.floats(&l(name), &[out, inp])?;
+        Ok(((out, inp), Box::new(move |r, x| w.at(r * inp + x))))
+    };
+    match product {
+        Product::Qkv => {
+            let parts: Vec<Floats> = ["query", "key", "value"]
+                .iter()
+                .map(|part| file.floats(&l(&format!("attention.self.{part}.weight")), &[h, h]))
+                .collect::<Result<_>>()?;
+            Ok(((3 * h, h), Box::new(move |r, x| parts[r / h].at((r % h) * h + x))))
+        }
+        Product::AttnOut => single("attention.output.dense.weight", (h, h)),
+        Product::Inter => single("intermediate.dense.weight", (i, h)),
+        Product::Out => single("output.dense.weight", (h, i)),
     }
 }
 
@@ -67,6 +116,7 @@ impl Weight {
             Weight::F32(w) => w.len() * 4,
             Weight::F32Packed(w) => w.bytes(),
             Weight::Bf16(w) => w.bytes(),
+            Weight::Int8(w) => w.bytes(),
         }
     }
 }
@@ -94,8 +144,8 @@ struct Scratch {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     inter: Vec<f32>,
-    /// Activations rounded to bf16 (bf16 mode only).
-    a16: Vec<u16>,
+    /// Activations in bf16 or int8 (those modes only).
+    low: LowPrecision,
 }
 
 /// The first `len` values of `buf`, growing it if needed. Contents are stale: every user overwrites them.
@@ -165,25 +215,21 @@ impl CpuBert {
         let mut layers = Vec::new();
         for n in 0..config.num_hidden_layers {
             let l = |name: &str| format!("encoder.layer.{n}.{name}");
-            let qkv: Vec<Floats> = ["query", "key", "value"]
-                .iter()
-                .map(|part| file.floats(&l(&format!("attention.self.{part}.weight")), &[h, h]))
-                .collect::<Result<_>>()?;
+            let weight = |product| product_weight(&file, n, product, (h, i)).map(|((out, inp), get)| Weight::new(out, inp, dtype, get));
             let mut qkv_b = Vec::with_capacity(3 * h);
             for part in ["query", "key", "value"] {
                 qkv_b.extend(vector(&l(&format!("attention.self.{part}.bias")), h)?);
             }
             layers.push(Layer {
-                // Row r of the stacked [3H × H] matrix is row r % H of the query, key or value weight.
-                qkv_w: Weight::new(3 * h, h, dtype, |r, x| qkv[r / h].at((r % h) * h + x)),
+                qkv_w: weight(Product::Qkv)?,
                 qkv_b,
-                attn_out_w: Weight::read(&file, &l("attention.output.dense.weight"), (h, h), dtype)?,
+                attn_out_w: weight(Product::AttnOut)?,
                 attn_out_b: vector(&l("attention.output.dense.bias"), h)?,
                 attn_ln_g: vector(&l("attention.output.LayerNorm.weight"), h)?,
                 attn_ln_b: vector(&l("attention.output.LayerNorm.bias"), h)?,
-                inter_w: Weight::read(&file, &l("intermediate.dense.weight"), (i, h), dtype)?,
+                inter_w: weight(Product::Inter)?,
                 inter_b: vector(&l("intermediate.dense.bias"), i)?,
-                out_w: Weight::read(&file, &l("output.dense.weight"), (h, i), dtype)?,
+                out_w: weight(Product::Out)?,
                 out_b: vector(&l("output.dense.bias"), h)?,
                 out_ln_g: vector(&l("output.LayerNorm.weight"), h)?,
                 out_ln_b: vector(&l("output.LayerNorm.bias"), h)?,
@@ -251,8 +297,22 @@ impl CpuBert {
         ids: &[&[u32]],
         type_ids: &[&[u32]],
         threads: usize,
+        each: impl FnMut(usize, &[f32]),
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<()> {
+        self.forward_observed(ids, type_ids, threads, each, checkpoint, None)
+    }
+
+    /// `forward`, recording in `ranges` (when given) each layer's largest magnitude per input channel of each
+    /// of its four products (`PRODUCTS` order).
+    fn forward_observed(
+        &self,
+        ids: &[&[u32]],
+        type_ids: &[&[u32]],
+        threads: usize,
         mut each: impl FnMut(usize, &[f32]),
         mut checkpoint: Option<Checkpoint>,
+        mut ranges: Option<&mut [[Vec<f32>; 4]]>,
     ) -> Result<()> {
         let h = self.hidden;
         let offsets: Vec<usize> = ids
@@ -274,7 +334,15 @@ impl CpuBert {
             .try_lock()
             .or_else(|| self.scratch[1].try_lock())
             .ok_or_else(|| Error::internal("both encoder buffer sets are in use"))?;
-        let Scratch { x, qkv, ctx, inter, a16 } = &mut *scratch;
+        let Scratch { x, qkv, ctx, inter, low } = &mut *scratch;
+        let mut observe = |n: usize, product: Product, input: &[f32]| {
+            if let Some(ranges) = ranges.as_deref_mut() {
+                let seen = &mut ranges[n][product as usize];
+                for row in input.chunks_exact(seen.len()) {
+                    seen.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(v.abs()));
+                }
+            }
+        };
         let mut pause = || checkpoint.as_mut().map_or(Ok(()), |c| c());
         let (x, qkv) = (take_buf(x, total * h), take_buf(qkv, total * 3 * h));
         let (ctx, inter) = (take_buf(ctx, total * h), take_buf(inter, total * self.intermediate));
@@ -289,16 +357,19 @@ impl CpuBert {
                 pause()?;
             }
             // Q, K, V for every token in one multiply.
-            layer.qkv_w.apply(qkv, 3 * h, x, h, total, (3 * h, h), false, threads, a16);
+            observe(n, Product::Qkv, x);
+            layer.qkv_w.apply(qkv, 3 * h, x, h, total, (3 * h, h), false, threads, low);
             add_bias(qkv, &layer.qkv_b);
             pause()?;
             self.attention(qkv, ctx, &seqs);
             pause()?;
             // x = LayerNorm(x + ctx·Wo + bo): the multiply accumulates onto the residual already in x.
-            layer.attn_out_w.apply(x, h, ctx, h, total, (h, h), true, threads, a16);
+            observe(n, Product::AttnOut, ctx);
+            layer.attn_out_w.apply(x, h, ctx, h, total, (h, h), true, threads, low);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.attn_out_b, &layer.attn_ln_g, &layer.attn_ln_b, self.eps));
             pause()?;
-            layer.inter_w.apply(inter, self.intermediate, x, h, total, (self.intermediate, h), false, threads, a16);
+            observe(n, Product::Inter, x);
+            layer.inter_w.apply(inter, self.intermediate, x, h, total, (self.intermediate, h), false, threads, low);
             match self.act {
                 Activation::GeluErf => par_rows(inter, self.intermediate, |rows| bias_gelu(rows, &layer.inter_b)),
                 other => par_rows(inter, self.intermediate, |rows| {
@@ -307,10 +378,48 @@ impl CpuBert {
                 }),
             }
             pause()?;
-            layer.out_w.apply(x, h, inter, self.intermediate, total, (h, self.intermediate), true, threads, a16);
+            observe(n, Product::Out, inter);
+            layer.out_w.apply(x, h, inter, self.intermediate, total, (h, self.intermediate), true, threads, low);
             par_rows(x, h, |rows| bias_layer_norm(rows, &layer.out_b, &layer.out_ln_g, &layer.out_ln_b, self.eps));
         }
         seqs.iter().enumerate().for_each(|(i, &(o, len))| each(i, &x[o * h..(o + len) * h]));
+        Ok(())
+    }
+
+    /// Drops the layers' weight tensors from resident memory (`WeightsFile::release`): the model holds its own
+    /// packed copy. Called once loading (and calibration, which reads some of them again) is done.
+    pub fn release_file_pages(&self) {
+        for n in 0..self.layers.len() {
+            for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"] {
+                self.word.file.release(&format!("encoder.layer.{n}.{name}.weight"));
+            }
+        }
+    }
+
+    /// For int8 weights: runs `ids` (calibration texts) through the model, finds each product's outlier inputs
+    /// (`calibration::outliers`) from the ranges its activations reached, and moves them out of the int8
+    /// product into an f32 product beside it, read from the weights file. Nothing for other formats.
+    pub fn calibrate(&mut self, ids: &[&[u32]], type_ids: &[&[u32]], threads: usize) -> Result<()> {
+        if !matches!(self.layers.first().map(|l| &l.qkv_w), Some(Weight::Int8(_))) {
+            return Ok(());
+        }
+        let (h, i) = (self.hidden, self.intermediate);
+        let widths = [h, h, h, i];
+        let mut ranges: Vec<[Vec<f32>; 4]> = (0..self.layers.len()).map(|_| widths.map(|w| vec![0f32; w])).collect();
+        self.forward_observed(ids, type_ids, threads, |_, _| {}, None, Some(&mut ranges))?;
+        let file = &self.word.file;
+        for (n, (layer, ranges)) in self.layers.iter_mut().zip(&ranges).enumerate() {
+            let weights = [&mut layer.qkv_w, &mut layer.attn_out_w, &mut layer.inter_w, &mut layer.out_w];
+            for ((product, weight), range) in PRODUCTS.into_iter().zip(weights).zip(ranges) {
+                let Weight::Int8(w) = weight else { continue };
+                let inputs = super::calibration::outliers(range);
+                if inputs.is_empty() {
+                    continue;
+                }
+                let (_, get) = product_weight(file, n, product, (h, i))?;
+                w.move_to_f32(&inputs, get);
+            }
+        }
         Ok(())
     }
 

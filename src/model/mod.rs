@@ -4,6 +4,7 @@
 pub mod bert;
 pub mod cpu_bert;
 pub mod known_prompts;
+pub mod calibration;
 pub mod modernbert;
 pub mod pooling;
 pub mod source;
@@ -43,6 +44,10 @@ pub enum Dtype {
     Bf16,
     /// Weights and compute in f16: the default on Metal (candle path only).
     F16,
+    /// The linear layers' weights quantized to int8 at load (a scale per output channel), activations
+    /// quantized per token as they enter each product, sums exact in i32 (`kernels::int8`). CPU only, the
+    /// BERT-family fast path; embeddings, attention, layer norms and pooling stay f32.
+    Int8,
 }
 
 impl Dtype {
@@ -51,7 +56,8 @@ impl Dtype {
             "f32" | "float32" => Ok(Dtype::F32),
             "bf16" | "bfloat16" => Ok(Dtype::Bf16),
             "f16" | "float16" => Ok(Dtype::F16),
-            other => Err(Error::invalid_input(format!("dtype must be 'f32', 'bf16' or 'f16', not {other:?}"))),
+            "int8" => Ok(Dtype::Int8),
+            other => Err(Error::invalid_input(format!("dtype must be 'f32', 'bf16', 'f16' or 'int8', not {other:?}"))),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -59,6 +65,7 @@ impl Dtype {
             Dtype::F32 => "f32",
             Dtype::Bf16 => "bf16",
             Dtype::F16 => "f16",
+            Dtype::Int8 => "int8",
         }
     }
 
@@ -191,7 +198,28 @@ impl Embedder {
             // candle holds a copy of every tensor it loaded, at its compute type.
             _ => WeightMemory { owned: tensor_elements(&weights)? * load_dtype.size_in_bytes(), mapped: 0 },
         };
-        Ok(Embedder { tokenizer, encoder, weights, threads: threads.max(1), config, dimensions })
+        let mut embedder = Embedder { tokenizer, encoder, weights, threads: threads.max(1), config, dimensions };
+        if dtype == Dtype::Int8 {
+            embedder.calibrate_int8()?;
+        }
+        if let Encoder::Cpu(cpu) = &embedder.encoder {
+            cpu.release_file_pages();
+        }
+        Ok(embedder)
+    }
+
+    /// Runs `calibration::TEXTS` through the int8 model, to find the inputs it keeps in f32
+    /// (`CpuBert::calibrate`), and counts what they hold.
+    fn calibrate_int8(&mut self) -> Result<()> {
+        let texts: Vec<String> = calibration::TEXTS.iter().map(|t| t.to_string()).collect();
+        let tokens = self.tokenize(&texts, None)?;
+        let ids: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
+        let type_ids: Vec<&[u32]> = tokens.iter().map(|t| t.type_ids.as_slice()).collect();
+        if let Encoder::Cpu(cpu) = &mut self.encoder {
+            cpu.calibrate(&ids, &type_ids, self.threads)?;
+            self.weights = cpu.weight_bytes();
+        }
+        Ok(())
     }
 
     /// Adopts the built-in prompts for `model_id` (see `known_prompts`) under each name the folder leaves
@@ -421,7 +449,28 @@ pub fn check_cpu_bf16() -> Result<()> {
     ))
 }
 
+/// The CPU kernels a model of `dtype` runs on in this process: the int8 dot-product kernel for int8, else
+/// the SIMD level of the f32 and bf16 kernels (bf16 on AVX512_BF16 says so).
+pub fn cpu_kernels(dtype: Dtype) -> &'static str {
+    use crate::kernels::{level, panel};
+    match dtype {
+        Dtype::Int8 => level::int8_kernel().as_str(),
+        Dtype::Bf16 if panel::bf16_native() => "avx512-bf16",
+        _ if !panel::supported() => "scalar",
+        _ => level::level().as_str(),
+    }
+}
+
 fn check_dtype(dtype: Dtype, device: &Device, fast: bool, model_type: &str) -> Result<()> {
+    if dtype == Dtype::Int8 && !device.is_cpu() {
+        return Err(Error::invalid_input("dtype 'int8' runs on the CPU only; on a GPU use 'bf16' or 'f16'"));
+    }
+    if dtype == Dtype::Int8 && !fast {
+        return Err(Error::invalid_input(format!(
+            "dtype 'int8' runs on the fast CPU path of the BERT family (bert, xlm-roberta, roberta, camembert), \
+             not for model_type {model_type:?}; use 'f32'"
+        )));
+    }
     if dtype == Dtype::F16 && device.is_cpu() {
         return Err(Error::invalid_input("dtype 'f16' is for GPUs; on CPU use 'f32' or 'bf16'"));
     }

@@ -66,6 +66,28 @@ impl WeightsFile {
         format!("{}{name}", self.root)
     }
 
+    /// Drops from this process's resident memory the pages of tensor `name` (under the root) that reading it
+    /// brought in. The file stays mapped and its pages stay in the OS's page cache: a later read brings them
+    /// back, the same bytes. For tensors that were packed into the model's own memory, so that loading does
+    /// not leave a second, unused copy resident.
+    pub fn release(&self, name: &str) {
+        #[cfg(unix)]
+        if let Ok(view) = self.file.get(&self.full_name(name)) {
+            // SAFETY: sysconf has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
+            let (start, len) = (view.data().as_ptr() as usize, view.data().len());
+            let (first, last) = (start.div_ceil(page) * page, (start + len) / page * page);
+            if last > first {
+                // SAFETY: the range lies inside the read-only file mapping (whole pages of this tensor's bytes).
+                // MADV_DONTNEED on a private file mapping that was never written drops only the page table
+                // entries: reads that follow see the file's bytes again, so every borrow of them stays valid.
+                unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_DONTNEED) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = name;
+    }
+
     /// The bytes of a tensor, by its `full_name`, that `floats` accepted before and kept borrowed
     /// (`Floats::is_borrowed`): a lookup, no allocation, for use on every forward pass.
     pub fn borrowed(&self, full_name: &str) -> Option<&[u8]> {
