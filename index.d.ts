@@ -107,18 +107,17 @@ export interface EmbeddingServiceOptions {
    * the kernel: on AVX2 (Zen 3) 0.96x the f32 throughput, a 13-token query 8% slower and a 3-token one 6%
    * faster at 1 thread; what it always gives is half the weights' memory. Only where no SIMD level
    * runs (`EMBEDDING_SERVICE_SIMD=scalar`, or an x86 CPU without AVX2+FMA) does the constructor of a CPU-only
-   * build (or with device 'cpu') throw `ERR_DEVICE_UNAVAILABLE`. It covers the BERT family (ModernBERT rejects it on CPU with
-   * `ERR_INVALID_INPUT`). 'f16' is for GPUs (`ERR_INVALID_INPUT` on CPU, at load).
+   * build (or with device 'cpu') throw `ERR_DEVICE_UNAVAILABLE`. 'f16' is for GPUs (`ERR_INVALID_INPUT` on CPU, at load).
    *
-   * 'int8' (CPU, BERT family): the linear layers' weights quantized to int8 at load (a scale per output
+   * 'int8' (CPU, every family): the linear layers' weights quantized to int8 at load (a scale per output
    * channel: a quarter of f32's memory), each token's activations quantized as they enter a product, sums
    * exact in i32 on the CPU's dot-product instructions (AVX-512 VNNI, AVX-VNNI, AVX2, NEON with or without the
    * dot-product extension, scalar; every one gives the same sums). The few input channels whose activations
    * run far larger than the rest are found at load by running a dozen built-in texts through the model, and
    * multiplied in f32. On all-MiniLM-L6-v2: minimum cosine 0.9973 and mean 0.9993 to sentence-transformers over
-   * the reference texts; about 2.2x the f32 throughput with AVX-512 VNNI, about 1.1x on AVX2 alone (see the
-   * README). Embeddings, attention, layer norms and pooling stay f32. With a GPU `device` it throws
-   * `ERR_INVALID_INPUT` (with 'auto' it runs on the CPU); ModernBERT rejects it with `ERR_INVALID_INPUT`.
+   * the reference texts; 1.9 to 2.3x the f32 throughput with AVX-512 VNNI (Zen 4), about 1.0x on AVX2 alone
+   * (see the README). Embeddings, attention, layer norms and pooling stay f32. With a GPU `device` it throws
+   * `ERR_INVALID_INPUT` (with 'auto' it runs on the CPU).
    *
    * `status().dtype` says what was used, and `status().simd` the CPU kernels.
    */
@@ -304,11 +303,10 @@ export interface EmbedOptions {
   inputType?: 'query' | 'document'
   /**
    * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
-   * yields to them inside its batch. On CPU, BERT-family models (BERT, MiniLM, XLM-R, E5, bge) pause the batch
-   * between the products of each layer (five per layer), run the waiting queries on their own buffers, and
+   * yields to them inside its batch. On CPU, every family (BERT, MiniLM, XLM-R, E5, bge, ModernBERT) pauses the
+   * batch between the products of each layer (five per layer), run the waiting queries on their own buffers, and
    * resume it where it stopped, with the same bits as if it had never paused: a query waits for at most one
-   * product of one layer of the batch in flight (or one 64-text slice of an index job's tokenisation). ModernBERT and GPU devices yield at batch boundaries, and run
-   * index batches a quarter of their size while queries keep arriving (one in the last 2 s). At most 8 query
+   * product of one layer of the batch in flight (or one 64-text slice of an index job's tokenisation). GPU devices yield at batch boundaries, and run index batches a quarter of their size while queries keep arriving (one in the last 2 s). At most 8 query
    * batches run at one pause, and after 8 in a row between batches index work runs, so queries cannot starve
    * indexing. Default 'index'.
    */

@@ -34,6 +34,14 @@ describe('embeddingModel', () => {
     expect(usage).toEqual({ tokens: sum(minilm.token_counts) })
   })
 
+  it("runs over an int8 service: within 1% of sentence-transformers", async () => {
+    const int8 = new EmbeddingService({ model: minilmDir(), threads: 2, dtype: 'int8' })
+    const { embeddings } = await embedMany({ model: embeddingModel(int8), values: texts() })
+    expect(minCosine(embeddings, minilm.embeddings)).toBeGreaterThanOrEqual(0.99)
+    expect(int8.status().dtype).toBe('int8')
+    await int8.close()
+  })
+
   it('embed gives one vector, its tokens, and honours dimensions', async () => {
     const value = texts()[3]
     const { embedding, usage } = await embed({ model: embeddingModel(service, { inputType: 'query' }), value })

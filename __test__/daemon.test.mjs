@@ -249,6 +249,15 @@ describe('model names, prefixes and files as the daemon gives them', () => {
     await b.shutdown()
   })
 
+  it("dtype 'int8' passes through to the model: within 1% of sentence-transformers, and the config says int8", async () => {
+    const b = new PythonEmbeddingService({ modelName: minilmDir(), dtype: 'int8', threads: 2 })
+    await b.initialize()
+    const got = await b.generateEmbeddings(chunks(texts()))
+    expect(minCosine(got.map((v) => v.vector), minilm.embeddings)).toBeGreaterThanOrEqual(0.99)
+    expect(b.getModelConfig().dtype).toBe('int8')
+    await b.shutdown()
+  })
+
   it('E5 prefixes: queries as queries and passages as passages; off when the registry says so', async () => {
     const b = new NativeEmbeddingBackend({ threads: 1 })
     await b.initialize()

@@ -40,6 +40,12 @@ describe('EmbeddingServiceEmbeddings', () => {
     expect(await short.embedQuery('x')).toHaveLength(64)
   })
 
+  it("takes dtype 'int8' as a service option: within 1% of sentence-transformers", async () => {
+    const lc = made(new EmbeddingServiceEmbeddings({ model: minilmDir(), threads: 2, dtype: 'int8' }))
+    expect(minCosine(await lc.embedDocuments(texts()), minilm.embeddings)).toBeGreaterThanOrEqual(0.99)
+    expect(lc.service.status().dtype).toBe('int8')
+  })
+
   it("gives queries the model's query prompt and documents its document prompt", async () => {
     const lc = made(new EmbeddingServiceEmbeddings({ model: path.join(reference('tiny-xlmr-mean-prompts'), 'model'), threads: 1 }))
     const all = texts()

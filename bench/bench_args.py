@@ -1,5 +1,10 @@
-"""Command line shared by the Python benchmarks: [runs=3] [threads=2] [--out file] [--dtype fp32|bf16]."""
+"""Command line shared by the Python benchmarks: [runs=3] [threads=2] [--out file] [--dtype fp32|bf16]
+[--model folder] [--limit N] (another model than all-MiniLM-L6-v2; the corpus's first N texts only)."""
 import sys
+
+# --model and --limit, set by parse() (None when not given).
+model = None
+limit = None
 
 
 def parse():
@@ -13,6 +18,9 @@ def parse():
         del args[i : i + 2]
         return value
 
+    global model, limit
+    model = flag("--model")
+    limit = int(flag("--limit", 0)) or None
     out_path = flag("--out")
     dtype = flag("--dtype", "fp32")
     runs = int(args[0]) if len(args) > 0 else 3

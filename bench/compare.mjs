@@ -1,6 +1,6 @@
 // Side-by-side throughput: this addon (f32, int8, and bf16 where the CPU has AVX512_BF16) against
-// sentence-transformers (PyTorch, fp32 and bf16) and ONNX Runtime (fp32, and dynamic int8 as fastembed and
-// transformers.js quantize) on the same corpus (bench/corpus.mjs), interleaved: every
+// sentence-transformers (PyTorch, fp32 and bf16), ONNX Runtime (fp32, and dynamic int8 as fastembed and
+// transformers.js quantize) and transformers.js 4 in Node (fp32 and q8, the same ONNX files) on the same corpus (bench/corpus.mjs), interleaved: every
 // round runs each engine once as its own process, in a rotated order, so drift on a shared machine hits all of
 // them alike. Prints each engine's median, this addon's ratio to every peer round by round, and the parity of
 // every engine's vectors with sentence-transformers fp32 on the texts it ran (a fast wrong answer shows here).
@@ -112,7 +112,13 @@ const engines = [
   { name: 'st-bf16', cmd: python, args: ['bench/st_throughput.py', '1', threads, '--dtype', 'bf16', '--out', out('st-bf16')] },
   { name: 'ort-fp32', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--out', out('ort-fp32')] },
   { name: 'ort-int8', cmd: python, args: ['bench/ort_throughput.py', '1', threads, '--dtype', 'int8', '--out', out('ort-int8')] },
+  { name: 'tjs-fp32', cmd: 'node', args: ['bench/transformersjs_throughput.mjs', '1', threads, '--dtype', 'fp32', '--out', out('tjs-fp32')] },
+  { name: 'tjs-q8', cmd: 'node', args: ['bench/transformersjs_throughput.mjs', '1', threads, '--dtype', 'q8', '--out', out('tjs-q8')] },
 ].filter((e) => e && (!only || only.includes(e.name)))
+// transformers.js reads the ONNX files ONNX Runtime's script exports and quantizes (once).
+if (engines.some((e) => e.name.startsWith('tjs')) && !fs.existsSync(path.join(root, 'target/minilm-int8.onnx'))) {
+  execFileSync(python, ['bench/ort_throughput.py', '1', threads, '--dtype', 'int8'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+}
 
 const seconds = Object.fromEntries(engines.map((e) => [e.name, []]))
 let tokens

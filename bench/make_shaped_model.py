@@ -3,7 +3,11 @@
 size where the real weights cannot be fetched (bench/memory-shaped.mjs). The tokenizer and sentence-transformers
 files come from the tiny XLM-R fixture (its token ids are all inside the big table). About 2.3 GB, in target/.
 
-Usage: python bench/make_shaped_model.py [out=target/bge-m3-shaped]; needs numpy and safetensors.
+With `modernbert` first, writes a ModernBERT-base-shaped folder instead (22 layers, hidden 768, intermediate
+1152, a 50,368-row table, local attention 128 with a global layer every 3), for bench/throughput.mjs --model.
+
+Usage: python bench/make_shaped_model.py [modernbert] [out=target/bge-m3-shaped or target/modernbert-shaped];
+needs numpy and safetensors.
 """
 import json
 import pathlib
@@ -14,9 +18,10 @@ import numpy as np
 from safetensors.numpy import save_file
 
 root = pathlib.Path(__file__).resolve().parent.parent
-out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else root / "target/bge-m3-shaped"
-tiny = root / "fixtures/reference/tiny-xlmr-cls/model"
-H, I, L, V, P = 1024, 4096, 24, 250002, 8194
+args = sys.argv[1:]
+modernbert = bool(args) and args[0] == "modernbert"
+args = args[1:] if modernbert else args
+out = pathlib.Path(args[0]) if args else root / ("target/modernbert-shaped" if modernbert else "target/bge-m3-shaped")
 if (out / "model.safetensors").exists():
     print(f"{out} exists")
     sys.exit(0)
@@ -28,6 +33,50 @@ def normal(*shape):
     return (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(np.float32)
 
 
+def finish(tiny, tensors, **sizes):
+    save_file(tensors, str(out / "model.safetensors"))
+    config = json.loads((tiny / "config.json").read_text())
+    config.update(sizes)
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    for f in ["tokenizer.json", "tokenizer_config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]:
+        shutil.copy(tiny / f, out / f)
+    for module in ["1_Pooling", "2_Normalize"]:
+        if (tiny / module).exists():
+            shutil.copytree(tiny / module, out / module, dirs_exist_ok=True)
+    print(f"wrote {out}")
+
+
+if modernbert:
+    H, I, L, V = 768, 1152, 22, 50368
+    tensors = {"embeddings.tok_embeddings.weight": normal(V, H), "embeddings.norm.weight": np.ones(H, np.float32)}
+    for n in range(L):
+        p = f"layers.{n}."
+        if n > 0:
+            tensors[p + "attn_norm.weight"] = np.ones(H, np.float32)
+        tensors[p + "attn.Wqkv.weight"] = normal(3 * H, H)
+        tensors[p + "attn.Wo.weight"] = normal(H, H)
+        tensors[p + "mlp_norm.weight"] = np.ones(H, np.float32)
+        tensors[p + "mlp.Wi.weight"] = normal(2 * I, H)
+        tensors[p + "mlp.Wo.weight"] = normal(H, I)
+    tensors["final_norm.weight"] = np.ones(H, np.float32)
+    layer_types = ["full_attention" if n % 3 == 0 else "sliding_attention" for n in range(L)]
+    finish(root / "fixtures/reference/tiny-modernbert-mean/model", tensors, hidden_size=H, intermediate_size=I,
+           num_hidden_layers=L, num_attention_heads=12, vocab_size=V, max_position_embeddings=8192,
+           local_attention=128, layer_types=layer_types)
+    # Truncated at 256 as the benchmark corpus is for all-MiniLM-L6-v2: past the 128-token window either way.
+    # The module names of sentence-transformers 3 (which bench/st_throughput.py runs) rather than the fixture's 6.
+    (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": False}))
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    (out / "modules.json").write_text(json.dumps(
+        [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"} for i, (path, kind) in enumerate(modules)]))
+    tok = json.loads((out / "tokenizer_config.json").read_text())
+    tok.update(tokenizer_class="PreTrainedTokenizerFast", model_max_length=8192, model_input_names=["input_ids", "attention_mask"])
+    (out / "tokenizer_config.json").write_text(json.dumps(tok))
+    (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": H, "pooling_mode_mean_tokens": True}))
+    sys.exit(0)
+
+tiny = root / "fixtures/reference/tiny-xlmr-cls/model"
+H, I, L, V, P = 1024, 4096, 24, 250002, 8194
 tensors = {
     "embeddings.word_embeddings.weight": normal(V, H),
     "embeddings.position_embeddings.weight": normal(P, H),
@@ -50,11 +99,5 @@ for n in range(L):
     tensors[p + "output.dense.bias"] = np.zeros(H, np.float32)
     tensors[p + "output.LayerNorm.weight"] = np.ones(H, np.float32)
     tensors[p + "output.LayerNorm.bias"] = np.zeros(H, np.float32)
-save_file(tensors, str(out / "model.safetensors"))
-config = json.loads((tiny / "config.json").read_text())
-config.update(hidden_size=H, intermediate_size=I, num_hidden_layers=L, num_attention_heads=16, vocab_size=V, max_position_embeddings=P)
-(out / "config.json").write_text(json.dumps(config, indent=2))
-for f in ["tokenizer.json", "tokenizer_config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]:
-    shutil.copy(tiny / f, out / f)
-shutil.copytree(tiny / "1_Pooling", out / "1_Pooling", dirs_exist_ok=True)
-print(f"wrote {out}")
+finish(tiny, tensors, hidden_size=H, intermediate_size=I, num_hidden_layers=L, num_attention_heads=16, vocab_size=V,
+       max_position_embeddings=P)

@@ -1,6 +1,6 @@
 """sentence-transformers on the same corpus and settings as bench/throughput.mjs, for a side-by-side ratio.
 
-Usage: python bench/st_throughput.py [runs=3] [threads=2] [--dtype bf16] [--out file]
+Usage: python bench/st_throughput.py [runs=3] [threads=2] [--dtype bf16] [--out file] [--model folder] [--limit N]
 (--dtype bf16 runs the model in torch.bfloat16; --out writes the last run's vectors as raw float32.)
 Needs sentence-transformers (and torch) installed; not part of the test suite.
 """
@@ -18,8 +18,8 @@ from sentence_transformers import SentenceTransformer
 root = pathlib.Path(__file__).resolve().parent.parent
 runs, threads, out_path, dtype = bench_args.parse()
 torch.set_num_threads(threads)
-corpus = json.loads((root / "target/bench-corpus.json").read_text())
-model = SentenceTransformer(str(root / "fixtures/models/all-MiniLM-L6-v2"), device="cpu")
+corpus = json.loads((root / "target/bench-corpus.json").read_text())[: bench_args.limit]
+model = SentenceTransformer(bench_args.model or str(root / "fixtures/models/all-MiniLM-L6-v2"), device="cpu")
 if dtype == "bf16":
     model = model.to(torch.bfloat16)
 tokens = int(model.tokenize(corpus)["attention_mask"].sum())

@@ -1,7 +1,7 @@
 // Throughput of embed() on the benchmark corpus (bench/corpus.mjs): 500 documentation chunks, all-MiniLM-L6-v2,
 // truncation at 256, length-sorted batches of 32. Prints tokens/s per run and the median.
 // Usage: node bench/throughput.mjs [runs=3] [threads=physical cores] [first N texts only] [--dtype bf16]
-//        [--out file]  (--out writes the last run's vectors as raw float32, for bench/compare.mjs's parity check)
+//        [--model folder] [--out file]  (--out writes the last run's vectors as raw float32, for bench/compare.mjs's parity check)
 import { createRequire } from 'node:module'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -14,6 +14,7 @@ const flag = (name) => {
   return i < 0 ? undefined : process.argv.splice(i, 2)[1]
 }
 const dtype = flag('--dtype') ?? 'f32'
+const model = flag('--model') ?? path.join(root, 'fixtures/models/all-MiniLM-L6-v2')
 const out = flag('--out')
 const runs = Number(process.argv[2] ?? 3)
 const threads = process.argv[3] ? Number(process.argv[3]) : undefined
@@ -22,7 +23,7 @@ const corpus = JSON.parse(fs.readFileSync(path.join(root, 'target/bench-corpus.j
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 const svc = new EmbeddingService({
-  model: path.join(root, 'fixtures/models/all-MiniLM-L6-v2'),
+  model,
   threads,
   dtype,
   maxBatchSize: 32,

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::keyphrases::{Extraction, Keyphrase, KeyphraseOptions};
 use crate::lifecycle::{Embeddings, Reply, ServiceStatus, Lifecycle, Timing};
 use crate::model::source::ModelSource;
-use crate::model::Dtype;
+use crate::model::{Dtype, Kernels};
 use crate::progress::{NullSink, Sink};
 use crate::remote::RemoteOptions;
 use crate::results::Vectors;
@@ -34,6 +34,9 @@ pub struct ServiceOptions {
     pub threads: usize,
     /// The weights' number format; `None` picks per device (`Dtype::default_for`: f32 on CPU).
     pub dtype: Option<Dtype>,
+    /// The forward pass on the CPU: the fast kernels (the default), or candle's operations, which GPU devices
+    /// run (to test on a CPU what those devices do; not offered to JS).
+    pub kernels: Kernels,
     pub limits: BatchLimits,
     /// Unload after this long without work; `None` never unloads on its own. Default 5 minutes.
     pub keep_alive: Option<Duration>,
@@ -61,6 +64,7 @@ impl ServiceOptions {
             device: DeviceChoice::Auto,
             threads: default_threads(),
             dtype: None,
+            kernels: Kernels::Fast,
             limits: BatchLimits::default(),
             keep_alive: Some(Duration::from_millis(300_000)),
             stall_warning: Duration::from_millis(60_000),
@@ -133,6 +137,7 @@ impl Service {
                 device: options.device,
                 threads: options.threads,
                 dtype: options.dtype,
+                kernels: options.kernels,
                 remote: options.remote,
                 // The watchdog reports an unanswered request at the stall timeout; the socket gives up a minute
                 // later.

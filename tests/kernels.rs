@@ -1,5 +1,5 @@
-//! The fast CPU encoder (model/cpu_bert.rs) against candle's generic path (model/bert.rs), text by text, on
-//! every fixture family, with batches that mix lengths.
+//! The fast CPU encoders (model/cpu_bert.rs, model/cpu_modernbert.rs) against candle's generic path
+//! (model/bert.rs, model/modernbert.rs), text by text, on every fixture family, with batches that mix lengths.
 
 mod common;
 
@@ -23,4 +23,5 @@ fn the_fast_cpu_path_matches_candles_on_every_family() {
     compare(reference("tiny-bert-cls").join("model"));
     compare(reference("tiny-xlmr-cls").join("model"));
     compare(reference("tiny-xlmr-mean-prompts").join("model"));
+    compare(reference("tiny-modernbert-mean").join("model"));
 }

@@ -256,7 +256,22 @@ fn held_batch_service(n: usize, queries: usize) -> (Service, Arc<Recorder>, Rece
 
 #[test]
 fn a_query_overtakes_an_index_batch_in_progress_and_every_vector_is_bit_identical() {
-    let (svc, rec, events) = held_batch_service(64, 1);
+    query_overtakes_a_batch_in_progress("tiny-bert-cls");
+}
+
+#[test]
+fn a_query_overtakes_a_modernbert_batch_in_progress_and_every_vector_is_bit_identical() {
+    query_overtakes_a_batch_in_progress("tiny-modernbert-mean");
+}
+
+fn query_overtakes_a_batch_in_progress(model: &str) {
+    let model_dir = reference(model).join("model").to_string_lossy().into_owned();
+    let (svc, rec, events) = recorded_service(|o| {
+        o.model = model_dir.clone();
+        o.limits.max_batch_size = 64;
+        o.limits.max_batch_tokens = 1 << 20;
+        o.faults.hold_index_until_queries = 1;
+    });
     let texts = many(64);
     let (job_id, job) = submit(&svc, texts.clone(), Priority::Index);
     // The job has been tokenised and its only batch has started; it waits inside the forward pass.
@@ -271,7 +286,10 @@ fn a_query_overtakes_an_index_batch_in_progress_and_every_vector_is_bit_identica
     let job_batch = all.iter().position(|e| e.request_id == Some(job_id) && e.status == Status::ProcessingBatch).unwrap();
     assert!(query_done < job_batch);
     // Bit for bit what each gives alone, on a service that never pauses.
-    let (plain, _, _) = recorded_service(|o| o.limits.max_batch_size = 64);
+    let (plain, _, _) = recorded_service(|o| {
+        o.model = model_dir.clone();
+        o.limits.max_batch_size = 64;
+    });
     let alone_job = plain.embed_blocking(texts, EmbedOptions::default()).unwrap();
     let alone_query = plain.embed_blocking(vec!["where is the config?".into(), "how do I unload".into()], EmbedOptions::default()).unwrap();
     assert_eq!(j.vectors, alone_job.vectors);
@@ -330,12 +348,15 @@ fn abort_and_close_act_at_the_next_checkpoint_of_a_paused_batch() {
     assert_eq!(job.recv().unwrap().unwrap_err().code, ErrorCode::Closed);
 }
 
+/// GPU devices run candle's forward pass, which has no checkpoints: their index work yields by running smaller
+/// batches while queries arrive. Tested on the CPU with candle's kernels, as a GPU device runs them.
 #[test]
-fn modernbert_runs_smaller_index_batches_while_queries_arrive() {
+fn an_encoder_without_checkpoints_runs_smaller_index_batches_while_queries_arrive() {
     let (tx, rx) = channel();
     let recorder = Arc::new(Recorder { all: Mutex::new(Vec::new()), tx: Mutex::new(tx) });
     let mut options = ServiceOptions::new(reference("tiny-modernbert-mean").join("model").to_string_lossy());
     options.threads = 1;
+    options.kernels = embedding_service::model::Kernels::Candle;
     options.sink = recorder.clone();
     options.limits.max_batch_size = 8;
     let svc = Service::new(options).unwrap();

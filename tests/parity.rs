@@ -151,6 +151,7 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         ("tiny-bert-cls", reference("tiny-bert-cls").join("model"), None),
         ("tiny-xlmr-cls", reference("tiny-xlmr-cls").join("model"), None),
         ("tiny-xlmr-mean-prompts", reference("tiny-xlmr-mean-prompts").join("model"), Some("query")),
+        ("tiny-modernbert-mean", reference("tiny-modernbert-mean").join("model"), None),
     ];
     for (name, dir, prompt) in cases {
         let expected = read_json(reference(name).join("expected.json"));

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, BackendConfig, OpenHooks, Prepared};
 use crate::device;
 use crate::error::{Error, Result};
-use crate::model::{cpu_bert, source, Dtype, Embedder, Kernels, Tokens, WeightMemory};
+use crate::model::{cpu_bert, source, Dtype, Embedder, Tokens, WeightMemory};
 
 pub struct LocalModel {
     embedder: Embedder,
@@ -26,7 +26,7 @@ pub fn open(config: &BackendConfig, hooks: OpenHooks) -> Result<LocalModel> {
         None => (hooks.stage)(2, "loading tokenizer and weights"),
     }
     let dtype = config.dtype.unwrap_or_else(|| Dtype::default_for(&device));
-    let mut embedder = Embedder::load_with(&dir, &device, Kernels::Fast, dtype, config.threads)?;
+    let mut embedder = Embedder::load_with(&dir, &device, config.kernels, dtype, config.threads)?;
     embedder.adopt_known_prompts(&config.source.model);
     // Loading converts the weights through temporary copies; hand those pages back rather than keep them.
     crate::memory::release_free_memory();

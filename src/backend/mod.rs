@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::model::{cpu_bert, source::DownloadProgress, Tokens, WeightMemory};
 use crate::device::DeviceChoice;
 use crate::model::source::ModelSource;
-use crate::model::Dtype;
+use crate::model::{Dtype, Kernels};
 use crate::remote::RemoteOptions;
 
 /// One text made ready for its backend: token ids for the local model; for a server, the text to send (prompt
@@ -124,6 +124,8 @@ pub struct BackendConfig {
     pub threads: usize,
     /// `None`: the device's default.
     pub dtype: Option<Dtype>,
+    /// The CPU's forward pass (`ServiceOptions::kernels`).
+    pub kernels: Kernels,
     /// A remote embedding server instead of the model in this process.
     pub remote: Option<RemoteOptions>,
     /// How long a request to a remote server may go unanswered before it is given up (after the watchdog

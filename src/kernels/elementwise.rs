@@ -55,6 +55,18 @@ fn bias_gelu_impl(x: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// GeGLU on rows of `2 × width` values: the first half becomes `GELU(first) × second` (exact GELU).
+#[inline(always)]
+fn gelu_glu_impl(x: &mut [f32], width: usize) {
+    for row in x.chunks_exact_mut(2 * width) {
+        let (a, gate) = row.split_at_mut(width);
+        for (v, g) in a.iter_mut().zip(gate.iter()) {
+            let y = *v;
+            *v = 0.5 * y * (1.0 + erf(y * std::f32::consts::FRAC_1_SQRT_2)) * g;
+        }
+    }
+}
+
 /// Adds `bias` to every row of `x`.
 #[inline(always)]
 fn add_bias_impl(x: &mut [f32], bias: &[f32]) {
@@ -158,6 +170,10 @@ macro_rules! dispatch {
 dispatch!(
     /// Adds `bias` to every row of `x` and applies the exact (erf) GELU in place.
     bias_gelu, bias_gelu_impl, (x: &mut [f32], bias: &[f32])
+);
+dispatch!(
+    /// GeGLU on rows of `2 × width` values: the first half of each becomes `GELU(first) × second`.
+    gelu_glu, gelu_glu_impl, (x: &mut [f32], width: usize)
 );
 dispatch!(
     /// Adds `bias` to every row of `x`.

@@ -19,68 +19,10 @@ use super::bert::{Activation, BertConfig, PositionScheme};
 use super::weights_file::{read_row, Floats, WeightsFile};
 use crate::kernels::elementwise::{add_bias, bias_gelu, bias_layer_norm, softmax_rows};
 use crate::kernels::matmul::{matmul, matmul_bt, SendPtr};
-use crate::kernels::int8::{self, PackedI8, QuantizedRows};
-use crate::kernels::panel::{self as packed, PackedBf16, PackedF32};
+use crate::kernels::panel::{self as packed, PackedBf16};
+use super::linear::{LowPrecision, Product, Weight, PRODUCTS};
 use crate::error::{Error, Result};
 
-/// A Linear layer's weight, `[out × in]`: f32 as in the file, rounded to bf16 and packed (`dtype: 'bf16'`), or
-/// quantized to int8 (`dtype: 'int8'`).
-enum Weight {
-    F32(Vec<f32>),
-    /// f32 packed for the panel kernels (every SIMD level but scalar).
-    F32Packed(PackedF32),
-    Bf16(PackedBf16),
-    /// Quantized to int8; the inputs whose activations run far larger than the rest (found at load by
-    /// `calibrate`) are multiplied in f32 inside the same product.
-    Int8(PackedI8),
-}
-
-/// Reusable buffers for the activations of the low-precision products.
-#[derive(Default)]
-struct LowPrecision {
-    /// Rounded to bf16 (bf16 on AVX512_BF16).
-    a16: Vec<u16>,
-    /// Quantized per row (int8).
-    q: QuantizedRows,
-}
-
-impl Weight {
-    /// The `[out × in]` weight whose value at (row, input) is `get(row, input)`.
-    fn new(out: usize, inp: usize, dtype: Dtype, get: impl Fn(usize, usize) -> f32 + Sync) -> Self {
-        match dtype {
-            Dtype::Int8 => Weight::Int8(PackedI8::quantize_with(out, inp, get)),
-            // The panel kernels beat gemm here at every SIMD level, most of all on short queries.
-            Dtype::F32 if packed::supported() => Weight::F32Packed(PackedF32::pack_with(out, inp, get)),
-            // Refused before loading (f16 is for GPUs); f32 is the safe reading if it ever gets here.
-            Dtype::F32 | Dtype::F16 => {
-                Weight::F32((0..out * inp).map(|x| get(x / inp, x % inp)).collect())
-            }
-            Dtype::Bf16 => Weight::Bf16(PackedBf16::pack_with(out, inp, get)),
-        }
-    }
-
-    /// `dst[m×out] (+)= a[m×in] · Wᵀ`.
-    #[allow(clippy::too_many_arguments)]
-    fn apply(&self, dst: &mut [f32], dst_stride: usize, a: &[f32], a_stride: usize, m: usize, (n, k): (usize, usize), accumulate: bool, threads: usize, low: &mut LowPrecision) {
-        match self {
-            Weight::F32(w) => matmul_bt(dst, dst_stride, a, a_stride, w, k, m, n, k, accumulate, threads),
-            Weight::F32Packed(w) => packed::matmul_bt_f32(dst, dst_stride, a, a_stride, w, m, accumulate, threads),
-            Weight::Bf16(w) => packed::matmul_bt_bf16(dst, dst_stride, a, a_stride, w, m, accumulate, threads, &mut low.a16),
-            Weight::Int8(w) => int8::matmul_bt_i8(dst, dst_stride, a, a_stride, w, m, accumulate, threads, &mut low.q),
-        }
-    }
-}
-
-/// The four products of a layer, in the order the forward pass runs them.
-#[derive(Debug, Clone, Copy)]
-enum Product {
-    Qkv,
-    AttnOut,
-    Inter,
-    Out,
-}
-
-const PRODUCTS: [Product; 4] = [Product::Qkv, Product::AttnOut, Product::Inter, Product::Out];
 
 /// A product's weight of layer `n` read from the file, `[out × in]` through `get(row, input)`: query, key and
 /// value stacked into one `[3H × H]` matrix (row r is row r % H of one of them).
@@ -107,17 +49,6 @@ fn product_weight<'f>(
         Product::AttnOut => single("attention.output.dense.weight", (h, h)),
         Product::Inter => single("intermediate.dense.weight", (i, h)),
         Product::Out => single("output.dense.weight", (h, i)),
-    }
-}
-
-impl Weight {
-    fn bytes(&self) -> usize {
-        match self {
-            Weight::F32(w) => w.len() * 4,
-            Weight::F32Packed(w) => w.bytes(),
-            Weight::Bf16(w) => w.bytes(),
-            Weight::Int8(w) => w.bytes(),
-        }
     }
 }
 
@@ -149,7 +80,7 @@ struct Scratch {
 }
 
 /// The first `len` values of `buf`, growing it if needed. Contents are stale: every user overwrites them.
-fn take_buf(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+pub(super) fn take_buf(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
@@ -187,7 +118,7 @@ pub struct CpuBert {
 
 /// The word-embedding table (vocabulary × hidden), as little-endian f32 bytes: read in place from the mapped
 /// file when it stores f32 (the usual case), converted once at load otherwise.
-struct WordTable {
+pub(super) struct WordTable {
     file: WeightsFile,
     /// The table's name in the file (root prefix included), resolved once at load.
     name: String,
@@ -197,7 +128,27 @@ struct WordTable {
 const WORD_TABLE: &str = "embeddings.word_embeddings.weight";
 
 impl WordTable {
-    fn bytes(&self) -> Result<&[u8]> {
+    /// The table `name` (`[rows × hidden]`) of `file`, which it keeps open for the layers to read too.
+    pub(super) fn load(file: WeightsFile, name: &str, shape: [usize; 2]) -> Result<Self> {
+        let word = file.floats(name, &shape)?;
+        let converted = (!word.is_borrowed()).then(|| word.into_bytes());
+        Ok(WordTable { name: file.full_name(name), file, converted })
+    }
+
+    pub(super) fn file(&self) -> &WeightsFile {
+        &self.file
+    }
+
+    /// The encoder's weight memory: `owned` bytes of its own, and this table's `bytes`, read in place from the
+    /// mapped file when the file stores f32, else converted into the heap.
+    pub(super) fn memory(&self, owned: usize, bytes: usize) -> super::WeightMemory {
+        match self.converted {
+            None => super::WeightMemory { owned, mapped: bytes },
+            Some(_) => super::WeightMemory { owned: owned + bytes, mapped: 0 },
+        }
+    }
+
+    pub(super) fn bytes(&self) -> Result<&[u8]> {
         match &self.converted {
             Some(bytes) => Ok(bytes),
             None => self.file.borrowed(&self.name).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
@@ -241,11 +192,10 @@ impl CpuBert {
             table("token_type_embeddings.weight", config.type_vocab_size)?,
         );
         let (emb_ln_g, emb_ln_b) = (vector("embeddings.LayerNorm.weight", h)?, vector("embeddings.LayerNorm.bias", h)?);
-        let word = file.floats(WORD_TABLE, &[config.vocab_size, h])?;
-        let converted = (!word.is_borrowed()).then(|| word.into_bytes());
+        let word = WordTable::load(file, WORD_TABLE, [config.vocab_size, h])?;
         Ok(CpuBert {
             scratch: Default::default(),
-            word: WordTable { name: file.full_name(WORD_TABLE), file, converted },
+            word,
             position,
             token_type,
             emb_ln_g,
@@ -277,11 +227,7 @@ impl CpuBert {
             })
             .sum();
         let tables = floats(&[&self.position, &self.token_type, &self.emb_ln_g, &self.emb_ln_b]);
-        let word = self.vocab * self.hidden * 4;
-        match self.word.converted {
-            Some(_) => super::WeightMemory { owned: layers + tables + word, mapped: 0 },
-            None => super::WeightMemory { owned: layers + tables, mapped: word },
-        }
+        self.word.memory(layers + tables, self.vocab * self.hidden * 4)
     }
 
     pub fn hidden_size(&self) -> usize {
@@ -315,32 +261,18 @@ impl CpuBert {
         mut ranges: Option<&mut [[Vec<f32>; 4]]>,
     ) -> Result<()> {
         let h = self.hidden;
-        let offsets: Vec<usize> = ids
-            .iter()
-            .scan(0, |acc, s| {
-                let start = *acc;
-                *acc += s.len();
-                Some(start)
-            })
-            .collect();
-        let total: usize = ids.iter().map(|s| s.len()).sum();
+        let (seqs, total) = packed_sequences(ids);
         if total == 0 {
             (0..ids.len()).for_each(|i| each(i, &[]));
             return Ok(());
         }
-        // The first set is held by a batch paused at a checkpoint on this thread; a pass started there takes
-        // the second. Only one pass can be paused, so one of the two is always free.
-        let mut scratch = self.scratch[0]
-            .try_lock()
-            .or_else(|| self.scratch[1].try_lock())
-            .ok_or_else(|| Error::internal("both encoder buffer sets are in use"))?;
+        let mut scratch = free_scratch(&self.scratch)?;
         let Scratch { x, qkv, ctx, inter, low } = &mut *scratch;
         let mut observe = |n: usize, product: Product, input: &[f32]| {
             if let Some(ranges) = ranges.as_deref_mut() {
                 let seen = &mut ranges[n][product as usize];
-                for row in input.chunks_exact(seen.len()) {
-                    seen.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(v.abs()));
-                }
+                let stride = seen.len();
+                record_ranges(seen, input, stride);
             }
         };
         let mut pause = || checkpoint.as_mut().map_or(Ok(()), |c| c());
@@ -348,7 +280,6 @@ impl CpuBert {
         let (ctx, inter) = (take_buf(ctx, total * h), take_buf(inter, total * self.intermediate));
         self.embed(x, ids, type_ids)?;
 
-        let seqs: Vec<(usize, usize)> = offsets.iter().zip(ids).map(|(&o, s)| (o, s.len())).collect();
         // Checkpoints split each layer at its five products (QKV, attention, attention output, and the two
         // halves of the feed-forward block; none more than a quarter of the layer), so a waiting query waits
         // for at most one of them.
@@ -453,39 +384,56 @@ impl CpuBert {
         Ok(())
     }
 
-    /// Self-attention per sequence and head, in parallel; each task reads Q, K, V in place from `qkv` and
-    /// writes its head's columns of `ctx`.
+    /// Self-attention per sequence and head (`attention`), in bf16 where `bf16_attention` says so.
     fn attention(&self, qkv: &[f32], ctx: &mut [f32], seqs: &[(usize, usize)]) {
-        let h = self.hidden;
-        let d = h / self.heads;
-        let scale = 1.0 / (d as f32).sqrt();
-        let tasks: Vec<(usize, usize, usize)> =
-            seqs.iter().flat_map(|&(o, len)| (0..self.heads).map(move |head| (o, len, head))).collect();
-        let ctx_ptr = SendPtr(ctx.as_mut_ptr());
-        let ctx_len = ctx.len();
         if self.bf16_attention {
+            let tasks: Vec<(usize, usize, usize)> =
+                seqs.iter().flat_map(|&(o, len)| (0..self.heads).map(move |head| (o, len, head))).collect();
             return self.attention_bf16(qkv, ctx, &tasks);
         }
-        let head_attention = |&(o, len, head): &(usize, usize, usize)| SCORES.with_borrow_mut(|scores| {
-            let scores = take_buf(scores, len * len);
-            let q = &qkv[o * 3 * h + head * d..];
-            let k = &qkv[o * 3 * h + h + head * d..];
-            let v = &qkv[o * 3 * h + 2 * h + head * d..];
-            // scores = Q·Kᵀ (K read transposed in place), then the scaled softmax.
-            matmul_bt(scores, len, q, 3 * h, k, 3 * h, len, len, d, false, 1);
-            softmax_rows(scores, len, scale);
-            // SAFETY: each task writes only rows o..o+len, columns head*d..(head+1)*d of ctx; tasks never
-            // share a (sequence, head) pair, so their writes are disjoint, and ctx outlives the parallel loop.
-            let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
-            matmul(out, h, scores, len, v, 3 * h, len, d, len);
-        });
-        // A short query's heads are a few thousand multiply-adds each: waking the pool would cost more.
-        let work: usize = seqs.iter().map(|&(_, len)| len * len * h).sum();
-        if work >= 1 << 16 {
-            tasks.par_iter().for_each(head_attention);
-        } else {
-            tasks.iter().for_each(head_attention);
+        attention(qkv, ctx, seqs, self.hidden, self.heads, None);
+    }
+}
+
+/// Self-attention per sequence and head, in parallel; each task reads Q, K, V in place from `qkv` (`[tokens ×
+/// 3 × hidden]`, rows of packed sequences) and writes its head's columns of `ctx`. With `window`, a token
+/// attends only to those at most `window` positions away (ModernBERT's local layers), the others weighted 0.
+pub(super) fn attention(qkv: &[f32], ctx: &mut [f32], seqs: &[(usize, usize)], h: usize, heads: usize, window: Option<usize>) {
+    let d = h / heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let tasks: Vec<(usize, usize, usize)> =
+        seqs.iter().flat_map(|&(o, len)| (0..heads).map(move |head| (o, len, head))).collect();
+    let ctx_ptr = SendPtr(ctx.as_mut_ptr());
+    let ctx_len = ctx.len();
+    let head_attention = |&(o, len, head): &(usize, usize, usize)| SCORES.with_borrow_mut(|scores| {
+        let scores = take_buf(scores, len * len);
+        let q = &qkv[o * 3 * h + head * d..];
+        let k = &qkv[o * 3 * h + h + head * d..];
+        let v = &qkv[o * 3 * h + 2 * h + head * d..];
+        // scores = Q·Kᵀ (K read transposed in place), then the scaled softmax.
+        matmul_bt(scores, len, q, 3 * h, k, 3 * h, len, len, d, false, 1);
+        match window {
+            Some(w) if w + 1 < len => {
+                for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                    let (lo, hi) = (i.saturating_sub(w), (i + w + 1).min(len));
+                    softmax_rows(&mut row[lo..hi], hi - lo, scale);
+                    row[..lo].fill(0.0);
+                    row[hi..].fill(0.0);
+                }
+            }
+            _ => softmax_rows(scores, len, scale),
         }
+        // SAFETY: each task writes only rows o..o+len, columns head*d..(head+1)*d of ctx; tasks never
+        // share a (sequence, head) pair, so their writes are disjoint, and ctx outlives the parallel loop.
+        let out = unsafe { std::slice::from_raw_parts_mut(ctx_ptr.get().add(o * h + head * d), ctx_len - o * h - head * d) };
+        matmul(out, h, scores, len, v, 3 * h, len, d, len);
+    });
+    // A short query's heads are a few thousand multiply-adds each: waking the pool would cost more.
+    let work: usize = seqs.iter().map(|&(_, len)| len * len * h).sum();
+    if work >= 1 << 16 {
+        tasks.par_iter().for_each(head_attention);
+    } else {
+        tasks.iter().for_each(head_attention);
     }
 }
 
@@ -535,8 +483,36 @@ pub fn release_thread_scratch() {
     packed::release_thread_scratch();
 }
 
+/// Each sequence's (first row, length) when `ids` are packed end to end, and the total rows.
+pub(super) fn packed_sequences(ids: &[&[u32]]) -> (Vec<(usize, usize)>, usize) {
+    let mut total = 0;
+    let seqs = ids
+        .iter()
+        .map(|s| {
+            total += s.len();
+            (total - s.len(), s.len())
+        })
+        .collect();
+    (seqs, total)
+}
+
+/// The free one of an encoder's two sets of working buffers. The first is held by a batch paused at a
+/// checkpoint on this thread; a pass started there takes the second. Only one pass can be paused, so one of
+/// the two is always free.
+pub(super) fn free_scratch<T>(sets: &[parking_lot::Mutex<T>; 2]) -> Result<parking_lot::MutexGuard<'_, T>> {
+    sets[0].try_lock().or_else(|| sets[1].try_lock()).ok_or_else(|| Error::internal("both encoder buffer sets are in use"))
+}
+
+/// Raises `seen` (one value per input channel) to each channel's largest magnitude over the rows of `input`
+/// (`stride` apart; the first `seen.len()` values of each row are the product's inputs).
+pub(super) fn record_ranges(seen: &mut [f32], input: &[f32], stride: usize) {
+    for row in input.chunks(stride) {
+        seen.iter_mut().zip(row).for_each(|(m, v)| *m = m.max(v.abs()));
+    }
+}
+
 /// Runs `f` over whole rows of `x` in parallel chunks (serially when small).
-fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(&mut [f32]) + Send + Sync) {
+pub(super) fn par_rows(x: &mut [f32], cols: usize, f: impl Fn(&mut [f32]) + Send + Sync) {
     let rows = x.len() / cols;
     let per_task = (rows / (rayon::current_num_threads() * 4)).max(16);
     if rows <= per_task {

@@ -3,7 +3,9 @@
 
 pub mod bert;
 pub mod cpu_bert;
+pub mod cpu_modernbert;
 pub mod known_prompts;
+mod linear;
 pub mod calibration;
 pub mod modernbert;
 pub mod pooling;
@@ -22,6 +24,7 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use crate::error::{Error, Result};
 use bert::{BertConfig, BertEncoder, PositionScheme};
 use cpu_bert::CpuBert;
+use cpu_modernbert::CpuModernBert;
 
 /// Which forward-pass implementation runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,7 @@ enum Encoder {
     Candle(BertEncoder),
     // Boxed: its two sets of working buffers make it much larger than the other variants.
     Cpu(Box<CpuBert>),
+    CpuModernBert(Box<CpuModernBert>),
     ModernBert(modernbert::ModernBertEncoder),
 }
 use st_config::{read_json_opt, SentenceConfig};
@@ -163,8 +167,8 @@ impl Embedder {
     /// threads. bf16 at the scalar SIMD level is refused with `ERR_DEVICE_UNAVAILABLE`.
     pub fn load_with(dir: &Path, device: &Device, kernels: Kernels, dtype: Dtype, threads: usize) -> Result<Self> {
         let arch = Architecture::read(dir)?;
-        // The hand-written CPU path covers the BERT family; ModernBERT runs on candle everywhere.
-        let fast = device.is_cpu() && kernels == Kernels::Fast && arch.model_type != "modernbert";
+        // The hand-written CPU path covers every family; candle runs them on GPUs (and on CPU when asked).
+        let fast = device.is_cpu() && kernels == Kernels::Fast;
         check_dtype(dtype, device, fast, &arch.model_type)?;
         let config = SentenceConfig::read(dir, arch.positions.usable_positions(arch.bert.max_position_embeddings))?;
         let tokenizer_path = dir.join("tokenizer.json");
@@ -195,6 +199,7 @@ impl Embedder {
         let dimensions = arch.bert.hidden_size * config.pooling.len();
         let weights = match &encoder {
             Encoder::Cpu(cpu) => cpu.weight_bytes(),
+            Encoder::CpuModernBert(cpu) => cpu.weight_bytes(),
             // candle holds a copy of every tensor it loaded, at its compute type.
             _ => WeightMemory { owned: tensor_elements(&weights)? * load_dtype.size_in_bytes(), mapped: 0 },
         };
@@ -202,8 +207,10 @@ impl Embedder {
         if dtype == Dtype::Int8 {
             embedder.calibrate_int8()?;
         }
-        if let Encoder::Cpu(cpu) = &embedder.encoder {
-            cpu.release_file_pages();
+        match &embedder.encoder {
+            Encoder::Cpu(cpu) => cpu.release_file_pages(),
+            Encoder::CpuModernBert(cpu) => cpu.release_file_pages(),
+            _ => {}
         }
         Ok(embedder)
     }
@@ -215,9 +222,16 @@ impl Embedder {
         let tokens = self.tokenize(&texts, None)?;
         let ids: Vec<&[u32]> = tokens.iter().map(|t| t.ids.as_slice()).collect();
         let type_ids: Vec<&[u32]> = tokens.iter().map(|t| t.type_ids.as_slice()).collect();
-        if let Encoder::Cpu(cpu) = &mut self.encoder {
-            cpu.calibrate(&ids, &type_ids, self.threads)?;
-            self.weights = cpu.weight_bytes();
+        match &mut self.encoder {
+            Encoder::Cpu(cpu) => {
+                cpu.calibrate(&ids, &type_ids, self.threads)?;
+                self.weights = cpu.weight_bytes();
+            }
+            Encoder::CpuModernBert(cpu) => {
+                cpu.calibrate(&ids, self.threads)?;
+                self.weights = cpu.weight_bytes();
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -340,10 +354,10 @@ impl Embedder {
         self.embed_tokens_with(batch, None)
     }
 
-    /// Whether the encoder calls a checkpoint inside a batch (the CPU BERT-family encoder does; ModernBERT and
-    /// candle's encoder run a batch whole).
+    /// Whether the encoder calls a checkpoint inside a batch (the fast CPU encoders do; candle's run a batch
+    /// whole).
     pub fn has_checkpoints(&self) -> bool {
-        matches!(self.encoder, Encoder::Cpu(_))
+        matches!(self.encoder, Encoder::Cpu(_) | Encoder::CpuModernBert(_))
     }
 
     /// `embed_tokens`, calling `checkpoint` between the steps of the forward pass where the encoder has them
@@ -371,6 +385,11 @@ impl Embedder {
             Encoder::Cpu(enc) => {
                 let mut out = Vec::with_capacity(batch.len());
                 enc.forward(&ids, &types, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
+                Ok(out)
+            }
+            Encoder::CpuModernBert(enc) => {
+                let mut out = Vec::with_capacity(batch.len());
+                enc.forward(&ids, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
                 Ok(out)
             }
             Encoder::ModernBert(enc) => {
@@ -467,8 +486,7 @@ fn check_dtype(dtype: Dtype, device: &Device, fast: bool, model_type: &str) -> R
     }
     if dtype == Dtype::Int8 && !fast {
         return Err(Error::invalid_input(format!(
-            "dtype 'int8' runs on the fast CPU path of the BERT family (bert, xlm-roberta, roberta, camembert), \
-             not for model_type {model_type:?}; use 'f32'"
+            "dtype 'int8' runs on the fast CPU kernels only, not on candle's (model_type {model_type:?}); use 'f32'"
         )));
     }
     if dtype == Dtype::F16 && device.is_cpu() {
@@ -523,8 +541,13 @@ fn load_encoder(
     device: &Device,
 ) -> Result<Encoder> {
     let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
+    if fast && arch.model_type == "modernbert" {
+        let config = modernbert::config(&arch.raw)?;
+        let file = weights_file::WeightsFile::open(weights, "embeddings.tok_embeddings.weight")?;
+        return Ok(Encoder::CpuModernBert(Box::new(CpuModernBert::load(file, &config, dtype).map_err(in_file)?)));
+    }
     if fast {
-        let file = weights_file::WeightsFile::open(weights)?;
+        let file = weights_file::WeightsFile::open(weights, "embeddings.word_embeddings.weight")?;
         return Ok(Encoder::Cpu(Box::new(CpuBert::load(file, &arch.bert, arch.positions, dtype).map_err(in_file)?)));
     }
     // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside

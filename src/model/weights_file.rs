@@ -13,7 +13,7 @@ use candle_core::{DType, Device};
 
 use crate::error::{Error, Result};
 
-/// The mapped file and the prefix its BERT-style weights sit under ("", "bert.", "roberta." or "model.").
+/// The mapped file and the prefix its weights sit under ("", "bert.", "roberta." or "model.").
 pub struct WeightsFile {
     file: MmapedSafetensors,
     root: &'static str,
@@ -23,20 +23,16 @@ pub struct WeightsFile {
 const ROOTS: [&str; 4] = ["", "bert.", "roberta.", "model."];
 
 impl WeightsFile {
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Maps `path`, finding the root by where its word-embedding table `table` is.
+    pub fn open(path: &Path, table: &str) -> Result<Self> {
         // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
         // what any loader can defend against, and the same holds for every mmap-based loader.
         let file = unsafe { MmapedSafetensors::new(path) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", path.display())))?;
         let root = ROOTS
             .into_iter()
-            .find(|root| file.get(&format!("{root}embeddings.word_embeddings.weight")).is_ok())
-            .ok_or_else(|| {
-                Error::model_invalid(format!(
-                    "{} has no embeddings.word_embeddings.weight: not a BERT-style model",
-                    path.display()
-                ))
-            })?;
+            .find(|root| file.get(&format!("{root}{table}")).is_ok())
+            .ok_or_else(|| Error::model_invalid(format!("{} has no {table}: not the model config.json describes", path.display())))?;
         Ok(WeightsFile { file, root })
     }
 
@@ -59,6 +55,11 @@ impl WeightsFile {
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| unfit(format!("cannot convert {dtype:?} to f32: {e}")))?;
         Ok(Floats(Cow::Owned(converted.iter().flat_map(|x| x.to_le_bytes()).collect())))
+    }
+
+    /// Whether the file has tensor `name` (under the root).
+    pub fn contains(&self, name: &str) -> bool {
+        self.file.get(&self.full_name(name)).is_ok()
     }
 
     /// `name` under the root, as the file names it (for `borrowed`).
@@ -155,7 +156,7 @@ mod tests {
         // Exact in f16 and bf16, so every format must give the same numbers back.
         let values = [0.5f32, -1.25, 3.0, 0.0, 96.0, -0.0078125];
         let path = file_with(&values, "formats");
-        let file = WeightsFile::open(&path).unwrap();
+        let file = WeightsFile::open(&path, "embeddings.word_embeddings.weight").unwrap();
         let f32s = file.floats("embeddings.word_embeddings.weight", &[2, 3]).unwrap();
         assert!(f32s.is_borrowed(), "f32 is read in place");
         assert_eq!(f32s.to_vec(), values);
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn wrong_shapes_and_names_are_model_errors_naming_the_tensor() {
         let path = file_with(&[1.0; 6], "errors");
-        let file = WeightsFile::open(&path).unwrap();
+        let file = WeightsFile::open(&path, "embeddings.word_embeddings.weight").unwrap();
         let err = file.floats("embeddings.word_embeddings.weight", &[3, 2]).err().unwrap();
         assert_eq!(err.code, crate::ErrorCode::ModelInvalid);
         assert!(err.message.contains("bert.embeddings.word_embeddings.weight") && err.message.contains("[2, 3]"), "{}", err.message);
