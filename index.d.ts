@@ -113,7 +113,7 @@ export interface EmbeddingServiceOptions {
    * channel: a quarter of f32's memory), each token's activations quantized as they enter a product, sums
    * exact in i32 on the CPU's dot-product instructions (AVX-512 VNNI, AVX-VNNI, AVX2, NEON with or without the
    * dot-product extension, scalar; every one gives the same sums). The few input channels whose activations
-   * run far larger than the rest are found at load by running a dozen built-in texts through the model, and
+   * run far larger than the rest are found at load by running ten built-in texts through the model, and
    * multiplied in f32. On all-MiniLM-L6-v2: minimum cosine 0.9973 and mean 0.9993 to sentence-transformers over
    * the reference texts; 1.9 to 2.3x the f32 throughput with AVX-512 VNNI (Zen 4), about 1.0x on AVX2 alone
    * (see the README). Embeddings, attention, layer norms and pooling stay f32. With a GPU `device` it throws
