@@ -1,6 +1,7 @@
-// The indexing daemon's embedding backend (folder-mcp's `PythonEmbeddingService` contract), in process.
-// import { NativeEmbeddingBackend } from 'embedding-service/daemon'
-import type { EmbeddingServiceOptions, ProgressEvent } from './index.js'
+// The indexing daemon's embedding backends (folder-mcp's `PythonEmbeddingService` and `ONNXEmbeddingService`
+// contracts), in process.
+// import { NativeEmbeddingBackend, ONNXEmbeddingService } from 'embedding-service/daemon'
+import type { EmbeddingServiceOptions, ProgressEvent, ServiceStatus } from './index.js'
 
 /** The daemon's TextChunk: `content`, `chunkIndex` and `metadata`'s labels are read (its other fields are carried along). */
 export interface TextChunk {
@@ -244,3 +245,118 @@ export declare class NativeEmbeddingBackend {
 
 /** The name the daemon imports: the same class. */
 export { NativeEmbeddingBackend as PythonEmbeddingService }
+
+/**
+ * The options folder-mcp passes to its `ONNXEmbeddingService` (its `ONNXEmbeddingOptions`), and the
+ * EmbeddingService options it may add. Instances for the same model share one service (one copy of the
+ * weights, one queue); the first instance's options make it.
+ */
+export interface ONNXEmbeddingOptions {
+  /** A curated `cpu:` id: 'cpu:xenova-multilingual-e5-small' or 'cpu:xenova-multilingual-e5-large'. */
+  modelId: string
+  /** The daemon's ONNX cache (default ~/.cache/folder-mcp/onnx-models): `<huggingfaceId>/onnx/model_quantized.onnx`. */
+  cacheDirectory?: string
+  /** Accepted for the daemon's signature; truncation is the model's (`model_max_length`, 512 for E5). */
+  maxSequenceLength?: number
+  /** Accepted for the daemon's signature: batches are formed by tokens, for every caller at once. */
+  batchSize?: number
+  /** Accepted and unused: no worker threads are started; one Rust worker thread serves every caller. */
+  useWorkerThreads?: boolean
+  /** Accepted and unused (see `useWorkerThreads`); `threads` sets the compute threads. */
+  workerPoolSize?: number
+  /** Accepted and unused (see `useWorkerThreads`); `threads` sets the compute threads. */
+  numThreads?: number
+  /** Where transformers.js keeps its cache, when not under the daemon's node_modules (its tokenizer files are read there). */
+  transformersCacheDirectory?: string
+  /** Default 'int8'. */
+  dtype?: EmbeddingServiceOptions['dtype']
+  threads?: number
+  /**
+   * Idle milliseconds before the model's memory is returned (-1: never). Default: the keep-alive of the daemon's
+   * Python backend (`BackendConfig`: 60 minutes, its system-configuration.json, `keepAliveMinutes`,
+   * `FOLDER_MCP_TEST_KEEP_ALIVE_SECONDS`, `testConfig.keepAliveSeconds`), which this backend never had.
+   */
+  keepAliveMs?: number
+  keepAliveMinutes?: number
+  testConfig?: { keepAliveSeconds?: number }
+  systemConfigPath?: string
+  stallWarningMs?: number
+  stallTimeoutMs?: number
+  logger?: EmbeddingServiceOptions['logger']
+  onProgress?: (event: ProgressEvent) => void
+  /** The hub cache and offline mode, for the base model when the export is not in the ONNX cache. */
+  cacheDir?: string
+  offline?: boolean
+}
+
+/** The daemon's EmbeddingVector as its ONNX backend returns it: `model` is the curated id; `metadata` the chunk's own. */
+export interface OnnxEmbeddingVector {
+  vector: number[]
+  dimensions: number
+  model: string
+  /** ISO 8601 in UTC. */
+  createdAt: string
+  metadata: Record<string, unknown>
+}
+
+/** The daemon's catalog entry of a `cpu:` model (its curated-models.json when found, else a copy of d01bb52's). */
+export interface CpuModelEntry {
+  id: string
+  displayName: string
+  huggingfaceId: string
+  baseModel: string
+  dimensions: number
+  modelSizeMB: number
+  quantization?: string
+  contextWindow?: number
+  languageCount: number
+  requirements?: { prefixes?: { query?: string; passage?: string } }
+  [key: string]: unknown
+}
+
+/**
+ * folder-mcp's `ONNXEmbeddingService` (its `cpu:` models) on this package, in int8, with no onnxruntime and no
+ * worker threads. The weights are read from the ONNX export the daemon downloaded
+ * (`<cacheDirectory>/<huggingfaceId>/onnx/model_quantized.onnx`, with config.json and tokenizer.json beside it
+ * or in transformers.js' cache); without the export, from the safetensors model it was made from, through the
+ * hub cache. Texts are sent as the daemon's pipeline sends them: with its catalog's `requirements.prefixes`,
+ * which its cpu: models do not have.
+ */
+export declare class ONNXEmbeddingService {
+  constructor(options: ONNXEmbeddingOptions)
+  /** Finds the files and loads the model; rejects `Failed to initialize ONNX model <id>: ...` with the cause's code. */
+  initialize(): Promise<void>
+  isInitialized(): boolean
+  /**
+   * Chunks (or strings) in, one `{ vector, dimensions, metadata }` each out. Chunks the daemon labels as searches
+   * (`search-query`, `document-discovery-query`, `query`) are queries: the query lane, ahead of index work.
+   */
+  generateEmbeddings(chunks: Array<TextChunk | string>): Promise<OnnxEmbeddingVector[]>
+  /**
+   * `textType` ('query' by default) picks the prefix only; `priority` ('query' unless told) the lane. In the
+   * daemon this is its ONNXModelBridge's entry, which it uses for searches (REST `search_content` and
+   * `find-documents`, with textType 'passage'); its indexing goes through `generateEmbeddings(chunks)`. Bulk
+   * work through here should pass 'index'.
+   */
+  generateEmbeddingsFromStrings(
+    texts: string[],
+    textType?: 'query' | 'passage',
+    priority?: 'query' | 'index',
+  ): Promise<{ embeddings: number[][]; dimensions: number; modelUsed: string; processingTime: number }>
+  generateQueryEmbedding(query: string): Promise<Omit<OnnxEmbeddingVector, 'metadata'>>
+  /** A query, as the daemon's. */
+  generateSingleEmbedding(text: string): Promise<Omit<OnnxEmbeddingVector, 'metadata'>>
+  /** Cosine similarity, clamped to [-1, 1]; `ERR_INVALID_INPUT` for vectors of different sizes. */
+  calculateSimilarity(a: { vector: ArrayLike<number> } | ArrayLike<number>, b: { vector: ArrayLike<number> } | ArrayLike<number>): number
+  getModelInfo(): Promise<{ modelId: string; displayName: string; dimensions: number; quantization: string; languageCount: number; modelSize: number }>
+  getModelConfig(): CpuModelEntry | null
+  /** 'onnx': the daemon takes its cpu: paths (n-gram key phrases scored with these embeddings). */
+  getServiceType(): 'onnx'
+  testEmbedding(): Promise<boolean>
+  /** Where the weights came from (not in the daemon's contract); null before initialize. */
+  getModelSource(): { source: string; kind: 'onnx' | 'base' } | null
+  /** The shared service's status (not in the daemon's contract); null before initialize. */
+  status(): ServiceStatus | null
+  /** Lets go of the model; the last instance for it closes the service. */
+  dispose(): Promise<void>
+}

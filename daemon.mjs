@@ -4,5 +4,5 @@ import { createRequire } from 'node:module'
 const require = createRequire(import.meta.url)
 const adapter = require('./daemon.js')
 
-export const { NativeEmbeddingBackend, PythonEmbeddingService, CURATED_MODELS, resolveModel } = adapter
+export const { NativeEmbeddingBackend, PythonEmbeddingService, ONNXEmbeddingService, CURATED_MODELS, resolveModel } = adapter
 export default adapter

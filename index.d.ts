@@ -68,7 +68,10 @@ export interface EmbeddingError extends Error {
 export interface EmbeddingServiceOptions {
   /**
    * A Hugging Face hub id ("org/name", e.g. "sentence-transformers/all-MiniLM-L6-v2") or a path to a local
-   * sentence-transformers model folder. An existing folder wins over a hub id of the same spelling.
+   * sentence-transformers model folder. An existing folder wins over a hub id of the same spelling. A folder
+   * with no `model.safetensors` may hold an ONNX export of a BERT-family encoder as transformers.js downloads
+   * it (`onnx/model_quantized.onnx` or `onnx/model.onnx` beside config.json and tokenizer.json): its weights
+   * are read from the ONNX file (dequantized, then quantized again for `dtype: 'int8'`), on the CPU only.
    */
   model: string
   /** Branch, tag or commit of a hub model. Default "main". */

@@ -180,7 +180,8 @@ describe('npm pack', () => {
       .filter((e) => e.isFile())
       .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'))
     const expected = [
-      'Cargo.lock', 'Cargo.toml', 'LICENSE', 'README.md', 'build.rs', 'daemon.d.mts', 'daemon.d.ts', 'daemon.js', 'daemon.mjs', 'index.d.mts', 'index.d.ts', 'index.js',
+      'Cargo.lock', 'Cargo.toml', 'LICENSE', 'README.md', 'build.rs', 'daemon.d.mts', 'daemon.d.ts', 'daemon.js', 'daemon.mjs',
+      'daemon/curated.js', 'daemon/errors.js', 'daemon/index.js', 'daemon/keep-alive.js', 'daemon/onnx-service.js', 'daemon/python-service.js', 'daemon/queries.js', 'daemon/similarity.js', 'index.d.mts', 'index.d.ts', 'index.js',
       'index.mjs', 'package.json', 'platform.js', 'langchain.js', 'langchain.mjs', 'langchain.d.ts', 'langchain.d.mts', 'ai-sdk.js',
       'ai-sdk.mjs', 'ai-sdk.d.ts', 'ai-sdk.d.mts', 'adapters/ai-sdk.js', 'adapters/langchain.js', 'adapters/peer.js', 'scripts/build.mjs', 'scripts/cuda-toolchain.mjs', 'scripts/install.mjs', 'scripts/python.mjs', 'service.js', ...sources,
     ].sort()

@@ -2,7 +2,7 @@
 // what `import` gives matches what index.mjs and daemon.mjs export at run time.
 import { describe, expectTypeOf, it } from 'vitest'
 import binding, { EmbeddingService, type ServiceStatus } from '../index.mjs'
-import adapter, { NativeEmbeddingBackend, PythonEmbeddingService, resolveModel } from '../daemon.mjs'
+import adapter, { NativeEmbeddingBackend, ONNXEmbeddingService, PythonEmbeddingService, resolveModel } from '../daemon.mjs'
 
 describe('index.d.mts', () => {
   it('names the same class as the default export, as index.mjs does', () => {
@@ -16,6 +16,7 @@ describe('daemon.d.mts', () => {
     expectTypeOf(adapter.NativeEmbeddingBackend).toEqualTypeOf<typeof NativeEmbeddingBackend>()
     expectTypeOf(adapter.PythonEmbeddingService).toEqualTypeOf<typeof PythonEmbeddingService>()
     expectTypeOf(adapter.resolveModel).toEqualTypeOf<typeof resolveModel>()
+    expectTypeOf(adapter.ONNXEmbeddingService).toEqualTypeOf<typeof ONNXEmbeddingService>()
   })
 })
 

@@ -13,6 +13,8 @@ import embeddingService, {
 } from '../index.js'
 import {
   NativeEmbeddingBackend,
+  ONNXEmbeddingService,
+  type OnnxEmbeddingVector,
   PythonEmbeddingService,
   type EmbeddingResult,
   type EmbeddingVector,
@@ -108,6 +110,23 @@ describe('index.d.ts', () => {
     expectTypeOf<HealthCheckResponse['model_resident']>().toEqualTypeOf<boolean | undefined>()
     // @ts-expect-error chunks need chunkIndex
     void backend.generateEmbeddings([{ content: 'a' }])
+  })
+
+  it('describes the daemon\'s ONNX backend', () => {
+    const onnx = new ONNXEmbeddingService({ modelId: 'cpu:xenova-multilingual-e5-small', cacheDirectory: '/c', workerPoolSize: 2, numThreads: 2, batchSize: 1 })
+    expectTypeOf(onnx.generateEmbeddingsFromStrings(['a'], 'passage')).resolves.toEqualTypeOf<{
+      embeddings: number[][]
+      dimensions: number
+      modelUsed: string
+      processingTime: number
+    }>()
+    expectTypeOf(onnx.generateEmbeddings([{ content: 'a', chunkIndex: 0 }, 'b'])).resolves.toEqualTypeOf<OnnxEmbeddingVector[]>()
+    expectTypeOf(onnx.getServiceType()).toEqualTypeOf<'onnx'>()
+    expectTypeOf(onnx.getModelSource()).toEqualTypeOf<{ source: string; kind: 'onnx' | 'base' } | null>()
+    // @ts-expect-error the daemon's text types are 'query' and 'passage'
+    void onnx.generateEmbeddingsFromStrings(['a'], 'document')
+    // @ts-expect-error a model id is required
+    void new ONNXEmbeddingService({ cacheDirectory: '/c' })
   })
 
   it('describes extractKeyphrases', () => {

@@ -31,7 +31,7 @@ start=$(date +%s)
 # and on one without it (Cortex-A53, ARMv8.0), so both int8 NEON kernels run. QEMU_CPU reaches child processes.
 # The f32 kernels do not depend on the extension, so the second CPU runs the int8 tests only.
 echo "[test:arm64] QEMU_CPU=max" >&2
-QEMU_CPU=max cargo test --release --target "$target" --lib --test kernels --test parity --test int8 "$@"
+QEMU_CPU=max cargo test --release --target "$target" --lib --test kernels --test parity --test int8 --test onnx "$@"
 echo "[test:arm64] QEMU_CPU=cortex-a53 (no dot-product extension)" >&2
 QEMU_CPU=cortex-a53 cargo test --release --target "$target" --lib --test int8 "$@"
 echo "[test:arm64] passed under qemu-aarch64 in $(( $(date +%s) - start )) s (build included)" >&2

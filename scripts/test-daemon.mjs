@@ -82,6 +82,8 @@ fs.mkdirSync(target, { recursive: true })
 for (const file of [...pkg.files.filter((f) => /\.(m?js|d\.m?ts)$/.test(f) && !f.includes('/')), 'package.json', binary]) {
   fs.copyFileSync(path.join(root, file), path.join(target, file))
 }
+// The daemon adapter's modules, one file per daemon contract.
+fs.cpSync(path.join(root, 'daemon'), path.join(target, 'daemon'), { recursive: true })
 log(`installed embedding-service ${pkg.version} (${binary}) into ${path.relative(process.cwd(), target) || target}`)
 
 // Models: a hub cache with all-MiniLM-L6-v2 under its own id and, as stand-ins, under two curated gpu ids: the
@@ -96,6 +98,19 @@ const hub = fs.mkdtempSync(path.join(os.tmpdir(), 'native-backend-hub-'))
 for (const id of ['sentence-transformers/all-MiniLM-L6-v2', 'sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2', 'intfloat/multilingual-e5-large']) {
   fs.cpSync(fixtureHub, path.join(hub, `models--${id.replace('/', '--')}`), { recursive: true, dereference: true })
 }
+
+// The daemon's cpu: model (cpu:xenova-multilingual-e5-small), by a stand-in: all-MiniLM-L6-v2 quantized by ONNX
+// Runtime's quantize_dynamic (scripts/daemon/make_onnx_standin.py, made once into target/), laid out in the
+// daemon's ONNX cache under a HOME of this run's, where its ONNX code looks (~/.cache/folder-mcp/onnx-models).
+const standin = path.join(root, 'target', 'daemon-onnx-standin')
+if (!fs.existsSync(path.join(standin, 'onnx', 'model_quantized.onnx'))) {
+  const venv = path.join(root, '.venv-bench', 'bin', 'python')
+  const python = process.env.PYTHON || (fs.existsSync(venv) ? venv : 'python3')
+  log(`making the cpu: model stand-in with ${python} (needs torch, transformers, onnx, onnxruntime: the README's benchmark venv)`)
+  run(python, [path.join(root, 'scripts/daemon/make_onnx_standin.py'), standin])
+}
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'native-backend-home-'))
+fs.cpSync(standin, path.join(home, '.cache', 'folder-mcp', 'onnx-models', 'Xenova', 'multilingual-e5-small'), { recursive: true })
 
 // 3. The daemon's vitest with the alias, our end-to-end test copied in beside its tests.
 const work = path.join(checkout, 'tests', 'native-backend')
@@ -130,12 +145,14 @@ fs.writeFileSync(
   path.join(work, 'python-embedding-service.mjs'),
   "export { NativeEmbeddingBackend as PythonEmbeddingService } from 'embedding-service/daemon'\n",
 )
+fs.writeFileSync(path.join(work, 'onnx-embedding-service.mjs'), "export { ONNXEmbeddingService } from 'embedding-service/daemon'\n")
 // The daemon's vitest: with `alias`, PythonEmbeddingService resolves to the adapter without a line of the
 // daemon changed; without it, the daemon's own file must re-export it (the migration's first edit).
 const vitestConfig = (alias) => {
   const file = path.join(work, `vitest.${alias ? 'alias' : 'edited'}.config.mjs`)
   const aliases = [
     alias && `{ find: /^.*\\/python-embedding-service\\.js$/, replacement: ${JSON.stringify(path.join(work, 'python-embedding-service.mjs'))} }`,
+    alias && `{ find: /^.*\\/onnx\\/onnx-embedding-service\\.js$/, replacement: ${JSON.stringify(path.join(work, 'onnx-embedding-service.mjs'))} }`,
     !sharpInstalled && `{ find: /^sharp$/, replacement: ${JSON.stringify(path.join(work, 'sharp-unavailable.cjs'))} }`,
   ].filter(Boolean)
   fs.writeFileSync(
@@ -166,7 +183,7 @@ const runVitest = (alias) => {
   return spawnSync(path.join(checkout, 'node_modules/.bin/vitest'), ['run', '--config', vitestConfig(alias), ...process.argv.slice(3)], {
     cwd: checkout,
     stdio: 'inherit',
-    env: { ...process.env, HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1', NATIVE_BACKEND_DOCS: path.join(work, 'docs') },
+    env: { ...process.env, HOME: home, HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1', NATIVE_BACKEND_DOCS: path.join(work, 'docs') },
   }).status
 }
 const typeCheck = (label) => {
@@ -190,6 +207,17 @@ const edits = [
   {
     file: 'src/infrastructure/embeddings/python-embedding-service.ts',
     edit: () => "export { PythonEmbeddingService } from 'embedding-service/daemon';\n",
+  },
+  {
+    // The ONNX backend: the same class from this package; the types its other modules import stay.
+    file: 'src/infrastructure/embeddings/onnx/onnx-embedding-service.ts',
+    edit: () =>
+      [
+        "export { ONNXEmbeddingService } from 'embedding-service/daemon';",
+        "export type { ONNXEmbeddingOptions } from 'embedding-service/daemon';",
+        'export interface EmbeddingResult { embeddings: number[][]; dimensions: number; modelUsed: string; processingTime: number; }',
+        '',
+      ].join('\n'),
   },
   {
     file: 'src/daemon/factories/model-factories.ts',
@@ -222,6 +250,7 @@ try {
   edits.forEach(({ file }, i) => fs.writeFileSync(path.join(checkout, file), originals[i]))
 }
 fs.rmSync(hub, { recursive: true, force: true })
+fs.rmSync(home, { recursive: true, force: true })
 if (madeVenv) fs.rmSync(path.join(checkout, 'src/infrastructure/embeddings/python/venv'), { recursive: true, force: true })
 if (!process.env.KEEP_NATIVE_BACKEND_TESTS) fs.rmSync(work, { recursive: true, force: true })
 for (const [label, status] of results) log(`${status === 0 ? 'pass' : 'FAIL'}: ${label}`)

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::Dtype;
 use super::bert::{Activation, BertConfig, PositionScheme};
-use super::weights_file::{read_row, Floats, WeightsFile};
+use super::weights_file::{Floats, WeightsFile, WordRows};
 use crate::kernels::elementwise::{add_bias, bias_gelu, bias_layer_norm, softmax_rows};
 use crate::kernels::matmul::{matmul, matmul_bt, SendPtr};
 use crate::kernels::panel::{self as packed, PackedBf16};
@@ -130,28 +130,39 @@ const WORD_TABLE: &str = "embeddings.word_embeddings.weight";
 impl WordTable {
     /// The table `name` (`[rows × hidden]`) of `file`, which it keeps open for the layers to read too.
     pub(super) fn load(file: WeightsFile, name: &str, shape: [usize; 2]) -> Result<Self> {
+        let full = file.full_name(name);
+        // A quantized table (from an ONNX file) is read quantized, row by row.
+        if matches!(file.rows(&full), Some(WordRows::Quantized(_))) {
+            file.check_shape(name, &shape)?;
+            return Ok(WordTable { name: full, file, converted: None });
+        }
         let word = file.floats(name, &shape)?;
         let converted = (!word.is_borrowed()).then(|| word.into_bytes());
-        Ok(WordTable { name: file.full_name(name), file, converted })
+        Ok(WordTable { name: full, file, converted })
     }
 
     pub(super) fn file(&self) -> &WeightsFile {
         &self.file
     }
 
+    pub(super) fn file_mut(&mut self) -> &mut WeightsFile {
+        &mut self.file
+    }
+
     /// The encoder's weight memory: `owned` bytes of its own, and this table's `bytes`, read in place from the
     /// mapped file when the file stores f32, else converted into the heap.
     pub(super) fn memory(&self, owned: usize, bytes: usize) -> super::WeightMemory {
-        match self.converted {
-            None => super::WeightMemory { owned, mapped: bytes },
-            Some(_) => super::WeightMemory { owned: owned + bytes, mapped: 0 },
+        match (&self.converted, self.file.rows(&self.name)) {
+            (None, Some(WordRows::Quantized(q))) => super::WeightMemory { owned: owned + q.bytes.len(), mapped: 0 },
+            (None, _) if self.file.is_mapped() => super::WeightMemory { owned, mapped: bytes },
+            _ => super::WeightMemory { owned: owned + bytes, mapped: 0 },
         }
     }
 
-    pub(super) fn bytes(&self) -> Result<&[u8]> {
+    pub(super) fn rows(&self) -> Result<WordRows<'_>> {
         match &self.converted {
-            Some(bytes) => Ok(bytes),
-            None => self.file.borrowed(&self.name).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
+            Some(bytes) => Ok(WordRows::F32(bytes)),
+            None => self.file.rows(&self.name).ok_or_else(|| Error::internal("the word embeddings left the weights file")),
         }
     }
 }
@@ -319,7 +330,7 @@ impl CpuBert {
 
     /// Drops the layers' weight tensors from resident memory (`WeightsFile::release`): the model holds its own
     /// packed copy. Called once loading (and calibration, which reads some of them again) is done.
-    pub fn release_file_pages(&self) {
+    pub fn release_file_pages(&mut self) {
         for n in 0..self.layers.len() {
             for name in ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"] {
                 self.word.file.release(&format!("encoder.layer.{n}.{name}.weight"));
@@ -360,7 +371,7 @@ impl CpuBert {
             PositionScheme::Absolute => 0,
             PositionScheme::AfterPadding(pad) => pad as usize + 1,
         };
-        let word = self.word.bytes()?;
+        let word = self.word.rows()?;
         let mut row = 0;
         for (seq, types) in ids.iter().zip(type_ids) {
             for (p, (&id, &t)) in seq.iter().zip(types.iter()).enumerate() {
@@ -371,7 +382,7 @@ impl CpuBert {
                     )));
                 }
                 let out = &mut x[row * h..(row + 1) * h];
-                read_row(word, id, out);
+                word.read(id, out);
                 let (ps, ty) = (&self.position[pos * h..][..h], &self.token_type[t * h..][..h]);
                 for j in 0..h {
                     out[j] = out[j] + ty[j] + ps[j]; // (word + type) + position, as candle's path sums

@@ -8,7 +8,7 @@
 
 use super::cpu_bert::{attention, free_scratch, packed_sequences, par_rows, record_ranges, take_buf, Checkpoint, WordTable};
 use super::linear::{LowPrecision, Product, Weight, PRODUCTS};
-use super::weights_file::{read_row, WeightsFile};
+use super::weights_file::WeightsFile;
 use super::Dtype;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{bias_layer_norm, gelu_glu};
@@ -267,21 +267,21 @@ impl CpuModernBert {
 
     fn embed(&self, x: &mut [f32], ids: &[&[u32]]) -> Result<()> {
         let h = self.hidden;
-        let word = self.word.bytes()?;
+        let word = self.word.rows()?;
         for (row, (p, &id)) in ids.iter().flat_map(|s| s.iter().enumerate()).enumerate() {
             if id as usize >= self.vocab || p >= self.max_positions {
                 return Err(Error::internal(format!("token {id} at position {p} is outside the model's tables")));
             }
-            read_row(word, id as usize, &mut x[row * h..(row + 1) * h]);
+            word.read(id as usize, &mut x[row * h..(row + 1) * h]);
         }
         par_rows(x, h, |rows| bias_layer_norm(rows, &self.zeros, &self.emb_norm, &self.zeros, self.eps));
         Ok(())
     }
 
     /// As `CpuBert::release_file_pages`.
-    pub fn release_file_pages(&self) {
+    pub fn release_file_pages(&mut self) {
         for n in 0..self.layers.len() {
-            PRODUCTS.iter().for_each(|p| self.word.file().release(&p.tensor(n)));
+            PRODUCTS.iter().for_each(|p| self.word.file_mut().release(&p.tensor(n)));
         }
     }
 

@@ -8,6 +8,7 @@ pub mod known_prompts;
 mod linear;
 pub mod calibration;
 pub mod modernbert;
+mod onnx_weights;
 pub mod pooling;
 pub mod source;
 pub mod st_config;
@@ -178,7 +179,13 @@ impl Embedder {
                 tokenizer_path.display()
             )));
         }
-        let weights = weights_path(dir)?;
+        let (weights, onnx) = weights_path(dir, dtype)?;
+        if onnx && !fast {
+            return Err(Error::invalid_input(format!(
+                "{} holds ONNX weights, which run on the CPU kernels only; for a GPU, use the model's safetensors",
+                dir.display()
+            )));
+        }
         // The fast CPU path reads f32 and packs bf16 itself; candle converts to its compute type on load.
         let load_dtype = match dtype {
             Dtype::Bf16 if !fast => DType::BF16,
@@ -192,7 +199,7 @@ impl Embedder {
                 .name("embedding-tokenizer-load".into())
                 .spawn_scoped(scope, || truncating_tokenizer(&tokenizer_path, config.max_seq_length))
                 .map_err(|e| Error::internal(format!("cannot start a thread to load the tokenizer: {e}")))?;
-            let encoder = load_encoder(&arch, &weights, fast, dtype, load_dtype, device);
+            let encoder = load_encoder(&arch, &weights, onnx, fast, dtype, load_dtype, device);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((tokenizer?, encoder?))
         })?;
@@ -207,7 +214,7 @@ impl Embedder {
         if dtype == Dtype::Int8 {
             embedder.calibrate_int8()?;
         }
-        match &embedder.encoder {
+        match &mut embedder.encoder {
             Encoder::Cpu(cpu) => cpu.release_file_pages(),
             Encoder::CpuModernBert(cpu) => cpu.release_file_pages(),
             _ => {}
@@ -503,10 +510,20 @@ fn check_dtype(dtype: Dtype, device: &Device, fast: bool, model_type: &str) -> R
     Ok(())
 }
 
-fn weights_path(dir: &Path) -> Result<std::path::PathBuf> {
+/// The weights file, and whether it is an ONNX export (transformers.js' layout, `onnx/model_quantized.onnx`
+/// beside config.json and tokenizer.json): read when the folder has no `model.safetensors`, the quantized
+/// export first for int8, the f32 one first otherwise.
+fn weights_path(dir: &Path, dtype: Dtype) -> Result<(std::path::PathBuf, bool)> {
     let weights = dir.join("model.safetensors");
     if weights.is_file() {
-        return Ok(weights);
+        return Ok((weights, false));
+    }
+    let mut onnx = ["onnx/model.onnx", "model.onnx", "onnx/model_quantized.onnx", "model_quantized.onnx"];
+    if dtype == Dtype::Int8 {
+        onnx.rotate_left(2);
+    }
+    if let Some(found) = onnx.iter().map(|name| dir.join(name)).find(|path| path.is_file()) {
+        return Ok((found, true));
     }
     let hint = if dir.join("pytorch_model.bin").is_file() {
         " (the folder has pytorch_model.bin; convert it to safetensors)"
@@ -535,6 +552,7 @@ fn truncating_tokenizer(path: &Path, max_seq_length: usize) -> Result<Tokenizer>
 fn load_encoder(
     arch: &Architecture,
     weights: &Path,
+    onnx: bool,
     fast: bool,
     dtype: Dtype,
     load_dtype: DType,
@@ -543,11 +561,11 @@ fn load_encoder(
     let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
     if fast && arch.model_type == "modernbert" {
         let config = modernbert::config(&arch.raw)?;
-        let file = weights_file::WeightsFile::open(weights, "embeddings.tok_embeddings.weight")?;
+        let file = open_weights(weights, onnx, "embeddings.tok_embeddings.weight")?;
         return Ok(Encoder::CpuModernBert(Box::new(CpuModernBert::load(file, &config, dtype).map_err(in_file)?)));
     }
     if fast {
-        let file = weights_file::WeightsFile::open(weights, "embeddings.word_embeddings.weight")?;
+        let file = open_weights(weights, onnx, "embeddings.word_embeddings.weight")?;
         return Ok(Encoder::Cpu(Box::new(CpuBert::load(file, &arch.bert, arch.positions, dtype).map_err(in_file)?)));
     }
     // SAFETY: the file is mapped read-only; a model file changed underneath a running service is outside
@@ -559,6 +577,14 @@ fn load_encoder(
     } else {
         Encoder::Candle(BertEncoder::load(vb, &arch.bert, arch.positions).map_err(in_file)?)
     })
+}
+
+fn open_weights(path: &Path, onnx: bool, table: &str) -> Result<weights_file::WeightsFile> {
+    if onnx {
+        weights_file::WeightsFile::open_onnx(path, table)
+    } else {
+        weights_file::WeightsFile::open(path, table)
+    }
 }
 
 #[cfg(test)]

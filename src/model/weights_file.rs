@@ -4,19 +4,60 @@
 //! loading writes each layer's weights once (into packed panels) instead of copying them through candle tensors
 //! and vectors first, and never copies the word-embedding table at all: that table is half of a small model,
 //! and only the rows of tokens actually seen are ever read (they stay in the page cache, not the heap).
+//!
+//! An ONNX export (`onnx_weights`) is the other source: its weights are read into memory under the same names,
+//! its quantized embedding tables kept quantized (`WordRows::Quantized`).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 
+use super::onnx_weights::{self, OnnxTensor, OnnxValues, QuantizedRows};
 use crate::error::{Error, Result};
 
-/// The mapped file and the prefix its weights sit under ("", "bert.", "roberta." or "model.").
+/// The weights and the prefix they sit under ("", "bert.", "roberta." or "model.").
 pub struct WeightsFile {
-    file: MmapedSafetensors,
+    file: Tensors,
     root: &'static str,
+}
+
+enum Tensors {
+    Mapped(MmapedSafetensors),
+    /// Read from an ONNX file; f32 tensors as little-endian bytes.
+    Memory(HashMap<String, Stored>),
+}
+
+struct Stored {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+    quantized: Option<QuantizedRows>,
+}
+
+impl Tensors {
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Tensors::Mapped(file) => file.get(name).is_ok(),
+            Tensors::Memory(map) => map.contains_key(name),
+        }
+    }
+}
+
+/// Rows of an embedding table, read as f32 whatever they are stored as.
+pub enum WordRows<'a> {
+    F32(&'a [u8]),
+    Quantized(&'a QuantizedRows),
+}
+
+impl WordRows<'_> {
+    pub fn read(&self, row: usize, dst: &mut [f32]) {
+        match self {
+            WordRows::F32(bytes) => read_row(bytes, row, dst),
+            WordRows::Quantized(q) => q.read_row(row, dst),
+        }
+    }
 }
 
 /// The BERT roots `bert::weights_root` accepts, as name prefixes.
@@ -29,9 +70,28 @@ impl WeightsFile {
         // what any loader can defend against, and the same holds for every mmap-based loader.
         let file = unsafe { MmapedSafetensors::new(path) }
             .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", path.display())))?;
+        Self::with_root(Tensors::Mapped(file), path, table)
+    }
+
+    /// Reads the ONNX export at `path` (see `onnx_weights`), finding the root as `open` does.
+    pub fn open_onnx(path: &Path, table: &str) -> Result<Self> {
+        let stored = onnx_weights::read(path)?
+            .into_iter()
+            .map(|(name, OnnxTensor { shape, values })| {
+                let stored = match values {
+                    OnnxValues::F32(v) => Stored { shape, bytes: v.iter().flat_map(|x| x.to_le_bytes()).collect(), quantized: None },
+                    OnnxValues::Quantized(q) => Stored { shape, bytes: Vec::new(), quantized: Some(q) },
+                };
+                (name, stored)
+            })
+            .collect();
+        Self::with_root(Tensors::Memory(stored), path, table)
+    }
+
+    fn with_root(file: Tensors, path: &Path, table: &str) -> Result<Self> {
         let root = ROOTS
             .into_iter()
-            .find(|root| file.get(&format!("{root}{table}")).is_ok())
+            .find(|root| file.has(&format!("{root}{table}")))
             .ok_or_else(|| Error::model_invalid(format!("{} has no {table}: not the model config.json describes", path.display())))?;
         Ok(WeightsFile { file, root })
     }
@@ -41,7 +101,20 @@ impl WeightsFile {
     pub fn floats(&self, name: &str, shape: &[usize]) -> Result<Floats<'_>> {
         let full = self.full_name(name);
         let unfit = |why: String| Error::model_invalid(format!("the weights do not fit the config: {full}: {why}"));
-        let view = self.file.get(&full).map_err(|e| unfit(e.to_string()))?;
+        let file = match &self.file {
+            Tensors::Mapped(file) => file,
+            Tensors::Memory(map) => {
+                let stored = map.get(&full).ok_or_else(|| unfit("not in the file".into()))?;
+                if stored.shape != shape {
+                    return Err(unfit(format!("shape {:?}, expected {shape:?}", stored.shape)));
+                }
+                return Ok(match &stored.quantized {
+                    None => Floats(Cow::Borrowed(&stored.bytes)),
+                    Some(q) => Floats(Cow::Owned((0..q.bytes.len()).flat_map(|i| q.value(i).to_le_bytes()).collect())),
+                });
+            }
+        };
+        let view = file.get(&full).map_err(|e| unfit(e.to_string()))?;
         if view.shape() != shape {
             return Err(unfit(format!("shape {:?}, expected {shape:?}", view.shape())));
         }
@@ -57,9 +130,23 @@ impl WeightsFile {
         Ok(Floats(Cow::Owned(converted.iter().flat_map(|x| x.to_le_bytes()).collect())))
     }
 
+    /// Checks tensor `name` (under the root) is there with `shape`, reading none of its values.
+    pub fn check_shape(&self, name: &str, shape: &[usize]) -> Result<()> {
+        let full = self.full_name(name);
+        let found = match &self.file {
+            Tensors::Mapped(file) => file.get(&full).ok().map(|view| view.shape().to_vec()),
+            Tensors::Memory(map) => map.get(&full).map(|s| s.shape.clone()),
+        };
+        match found {
+            Some(found) if found == shape => Ok(()),
+            Some(found) => Err(Error::model_invalid(format!("the weights do not fit the config: {full}: shape {found:?}, expected {shape:?}"))),
+            None => Err(Error::model_invalid(format!("the weights do not fit the config: {full}: not in the file"))),
+        }
+    }
+
     /// Whether the file has tensor `name` (under the root).
     pub fn contains(&self, name: &str) -> bool {
-        self.file.get(&self.full_name(name)).is_ok()
+        self.file.has(&self.full_name(name))
     }
 
     /// `name` under the root, as the file names it (for `borrowed`).
@@ -71,9 +158,18 @@ impl WeightsFile {
     /// brought in. The file stays mapped and its pages stay in the OS's page cache: a later read brings them
     /// back, the same bytes. For tensors that were packed into the model's own memory, so that loading does
     /// not leave a second, unused copy resident.
-    pub fn release(&self, name: &str) {
+    ///
+    /// Weights read into memory (from an ONNX file) are freed instead: they were copied where they are used.
+    pub fn release(&mut self, name: &str) {
+        if let Tensors::Memory(map) = &mut self.file {
+            map.remove(&format!("{}{name}", self.root));
+            return;
+        }
         #[cfg(unix)]
-        if let Ok(view) = self.file.get(&self.full_name(name)) {
+        if let Some(view) = match &self.file {
+            Tensors::Mapped(file) => file.get(&self.full_name(name)).ok(),
+            Tensors::Memory(_) => None,
+        } {
             // SAFETY: sysconf has no preconditions.
             let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as usize;
             let (start, len) = (view.data().as_ptr() as usize, view.data().len());
@@ -92,7 +188,25 @@ impl WeightsFile {
     /// The bytes of a tensor, by its `full_name`, that `floats` accepted before and kept borrowed
     /// (`Floats::is_borrowed`): a lookup, no allocation, for use on every forward pass.
     pub fn borrowed(&self, full_name: &str) -> Option<&[u8]> {
-        self.file.get(full_name).ok().map(|view| view.data())
+        match &self.file {
+            Tensors::Mapped(file) => file.get(full_name).ok().map(|view| view.data()),
+            Tensors::Memory(map) => map.get(full_name).filter(|s| s.quantized.is_none()).map(|s| s.bytes.as_slice()),
+        }
+    }
+
+    /// An embedding table by its `full_name`, as rows: quantized tables from an ONNX file stay quantized.
+    pub fn rows(&self, full_name: &str) -> Option<WordRows<'_>> {
+        if let Tensors::Memory(map) = &self.file {
+            if let Some(q) = map.get(full_name).and_then(|s| s.quantized.as_ref()) {
+                return Some(WordRows::Quantized(q));
+            }
+        }
+        self.borrowed(full_name).map(WordRows::F32)
+    }
+
+    /// Whether the weights are mapped from a file (pages that `release` can hand back) rather than held.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.file, Tensors::Mapped(_))
     }
 }
 
