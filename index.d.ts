@@ -259,6 +259,11 @@ export interface ServiceStatus {
    * 'avx2', 'neon-dotprod', 'neon', 'scalar'). Null when none is loaded, on a GPU or a remote server.
    */
   simd: string | null
+  /**
+   * The loaded model's architecture, as its config.json's `model_type` names it: 'bert', 'xlm-roberta',
+   * 'roberta', 'camembert', 'modernbert' or 'qwen3'. Null when none is loaded or the model is remote.
+   */
+  family: string | null
   /** The prompt names the loaded model accepts (for `embed`'s `prompt`); empty until it has loaded. */
   prompts: string[]
   dimensions: number | null

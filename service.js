@@ -431,6 +431,7 @@ function createEmbeddingService(binding) {
         device: s.device ?? null,
         dtype: s.dtype ?? null,
         simd: s.simd ?? null,
+        family: s.family ?? null,
         prompts: s.prompts,
         dimensions: s.dimensions ?? null,
         queued: { query: s.queued.query, index: s.queued.index },

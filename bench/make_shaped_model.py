@@ -6,7 +6,12 @@ files come from the tiny XLM-R fixture (its token ids are all inside the big tab
 With `modernbert` first, writes a ModernBERT-base-shaped folder instead (22 layers, hidden 768, intermediate
 1152, a 50,368-row table, local attention 128 with a global layer every 3), for bench/throughput.mjs --model.
 
-Usage: python bench/make_shaped_model.py [modernbert] [out=target/bge-m3-shaped or target/modernbert-shaped];
+With `qwen3` first, a Qwen3-Embedding-0.6B-shaped folder (28 layers, hidden 1024, 16 query heads sharing 8
+key/value heads of 128, intermediate 3072, a 151,669-row table, rope_theta 1e6, `max_seq_length` 32,768) with
+tiny-qwen3-last's tokenizer and sentence-transformers files (last-token pooling, the query prompt), for
+bench/qwen3-shaped.mjs. About 3 GB.
+
+Usage: python bench/make_shaped_model.py [modernbert|qwen3] [out=target/bge-m3-shaped, target/modernbert-shaped or target/qwen3-shaped];
 needs numpy and safetensors.
 """
 import json
@@ -19,9 +24,10 @@ from safetensors.numpy import save_file
 
 root = pathlib.Path(__file__).resolve().parent.parent
 args = sys.argv[1:]
-modernbert = bool(args) and args[0] == "modernbert"
-args = args[1:] if modernbert else args
-out = pathlib.Path(args[0]) if args else root / ("target/modernbert-shaped" if modernbert else "target/bge-m3-shaped")
+kind = args[0] if args and args[0] in ("modernbert", "qwen3") else "bge-m3"
+modernbert = kind == "modernbert"
+args = args[1:] if kind != "bge-m3" else args
+out = pathlib.Path(args[0]) if args else root / f"target/{kind}-shaped"
 if (out / "model.safetensors").exists():
     print(f"{out} exists")
     sys.exit(0)
@@ -38,8 +44,9 @@ def finish(tiny, tensors, **sizes):
     config = json.loads((tiny / "config.json").read_text())
     config.update(sizes)
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    for f in ["tokenizer.json", "tokenizer_config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]:
-        shutil.copy(tiny / f, out / f)
+    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"]:
+        if (tiny / f).exists():
+            shutil.copy(tiny / f, out / f)
     for module in ["1_Pooling", "2_Normalize"]:
         if (tiny / module).exists():
             shutil.copytree(tiny / module, out / module, dirs_exist_ok=True)
@@ -73,6 +80,34 @@ if modernbert:
     tok.update(tokenizer_class="PreTrainedTokenizerFast", model_max_length=8192, model_input_names=["input_ids", "attention_mask"])
     (out / "tokenizer_config.json").write_text(json.dumps(tok))
     (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": H, "pooling_mode_mean_tokens": True}))
+    sys.exit(0)
+
+if kind == "qwen3":
+    H, I, L, V, HEADS, KV, D, P = 1024, 3072, 28, 151669, 16, 8, 128, 32768
+    tensors = {"embed_tokens.weight": normal(V, H), "norm.weight": np.ones(H, np.float32)}
+    for n in range(L):
+        p = f"layers.{n}."
+        tensors[p + "input_layernorm.weight"] = np.ones(H, np.float32)
+        tensors[p + "post_attention_layernorm.weight"] = np.ones(H, np.float32)
+        tensors[p + "self_attn.q_proj.weight"] = normal(HEADS * D, H)
+        tensors[p + "self_attn.k_proj.weight"] = normal(KV * D, H)
+        tensors[p + "self_attn.v_proj.weight"] = normal(KV * D, H)
+        tensors[p + "self_attn.o_proj.weight"] = normal(H, HEADS * D)
+        tensors[p + "self_attn.q_norm.weight"] = np.ones(D, np.float32)
+        tensors[p + "self_attn.k_norm.weight"] = np.ones(D, np.float32)
+        tensors[p + "mlp.gate_proj.weight"] = normal(I, H)
+        tensors[p + "mlp.up_proj.weight"] = normal(I, H)
+        tensors[p + "mlp.down_proj.weight"] = normal(H, I)
+    finish(root / "fixtures/reference/tiny-qwen3-last/model", tensors, hidden_size=H, intermediate_size=I,
+           num_hidden_layers=L, num_attention_heads=HEADS, num_key_value_heads=KV, head_dim=D, vocab_size=V,
+           max_position_embeddings=P, rope_theta=1000000.0, layer_types=["full_attention"] * L, max_window_layers=L)
+    (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": P, "do_lower_case": False}))
+    tok = json.loads((out / "tokenizer_config.json").read_text())
+    tok.update(model_max_length=P)
+    (out / "tokenizer_config.json").write_text(json.dumps(tok))
+    # Every flag written, as sentence-transformers saves them (an absent pooling_mode_mean_tokens means True).
+    flags = {f"pooling_mode_{m}": m == "lasttoken" for m in ["cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken"]}
+    (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": H, **flags, "include_prompt": True}))
     sys.exit(0)
 
 tiny = root / "fixtures/reference/tiny-xlmr-cls/model"

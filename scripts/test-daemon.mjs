@@ -135,6 +135,8 @@ fs.writeFileSync(
 )
 const ourTests = fs.readdirSync(path.join(root, 'scripts/daemon')).filter((f) => f.endsWith('.test.ts'))
 for (const test of ourTests) fs.copyFileSync(path.join(root, 'scripts/daemon', test), path.join(work, test))
+// The module hooks with which cpu-models.test.ts runs the daemon's own process (its aliases, sharp).
+fs.copyFileSync(path.join(root, 'scripts/daemon/loader.mjs'), path.join(work, 'loader.mjs'))
 // The folder to index: the demo's sample documents and this repository's own long docs (many chunks).
 fs.mkdirSync(path.join(work, 'docs'), { recursive: true })
 for (const doc of fs.readdirSync(path.join(root, 'examples/sample-docs'))) {
@@ -183,7 +185,11 @@ const runVitest = (alias) => {
   return spawnSync(path.join(checkout, 'node_modules/.bin/vitest'), ['run', '--config', vitestConfig(alias), ...process.argv.slice(3)], {
     cwd: checkout,
     stdio: 'inherit',
-    env: { ...process.env, HOME: home, HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1', NATIVE_BACKEND_DOCS: path.join(work, 'docs') },
+    env: {
+      ...process.env, HOME: home, HF_HUB_CACHE: hub, HF_HUB_OFFLINE: '1', NATIVE_BACKEND_DOCS: path.join(work, 'docs'),
+      // For the daemon processes its tests start: the same aliases as the vitest config's (scripts/daemon/loader.mjs).
+      NATIVE_BACKEND_ALIASES: alias ? 'python,onnx' : '',
+    },
   }).status
 }
 const typeCheck = (label) => {

@@ -141,6 +141,8 @@ pub struct Records {
     dtype: Option<&'static str>,
     /// The CPU kernels it runs on ("avx512", "avx512-vnni", ...), for a model on the CPU.
     simd: Option<&'static str>,
+    /// The loaded model's architecture (`model_type`).
+    family: Option<String>,
     /// The loaded model's prompt names.
     prompts: Vec<String>,
 }
@@ -155,6 +157,9 @@ pub struct ServiceStatus {
     /// The CPU kernels the model runs on ("avx512", "avx2", "neon", "scalar"; for int8 the dot-product kernel:
     /// "avx512-vnni", "avx-vnni", "neon-dotprod", ...); `None` on a GPU or a server.
     pub simd: Option<&'static str>,
+    /// The loaded model's architecture, as config.json's `model_type` names it ("bert", "xlm-roberta",
+    /// "modernbert", "qwen3"); `None` for a server's model, or none loaded.
+    pub family: Option<String>,
     /// The prompt names the model accepts (known once it has loaded).
     pub prompts: Vec<String>,
     pub dimensions: Option<usize>,
@@ -217,6 +222,7 @@ pub struct ModelInfo {
     pub device: String,
     pub dtype: Option<&'static str>,
     pub simd: Option<&'static str>,
+    pub family: Option<String>,
     pub prompts: Vec<String>,
 }
 
@@ -280,6 +286,7 @@ impl Lifecycle {
                 device: None,
                 dtype: None,
                 simd: None,
+                family: None,
                 prompts: Vec::new(),
             }),
             worker_wake: Condvar::new(),
@@ -478,6 +485,7 @@ impl Lifecycle {
             device: core.device.clone(),
             dtype: core.dtype,
             simd: core.simd,
+            family: core.family.clone(),
             prompts: core.prompts.clone(),
             dimensions: core.dimensions,
             queued_query: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Query).count(),
@@ -575,6 +583,7 @@ impl Lifecycle {
                 core.device = Some(model.device);
                 core.dtype = model.dtype;
                 core.simd = model.simd;
+                core.family = model.family;
                 core.prompts = model.prompts;
                 if core.state != State::Closed {
                     core.state = State::Ready;
@@ -777,7 +786,7 @@ mod tests {
     }
 
     fn model() -> ModelInfo {
-        ModelInfo { dimensions: 4, weights: WeightMemory::default(), device: "cpu".into(), dtype: Some("f32"), simd: None, prompts: vec![] }
+        ModelInfo { dimensions: 4, weights: WeightMemory::default(), device: "cpu".into(), dtype: Some("f32"), simd: None, family: None, prompts: vec![] }
     }
 
     fn done(lc: &Lifecycle) -> StepOutcome {

@@ -21,7 +21,7 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
-const FAMILIES: [&str; 3] = ["tiny-bert-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean"];
+const FAMILIES: [&str; 4] = ["tiny-bert-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean", "tiny-qwen3-last"];
 
 fn load(dir: &Path) -> embedding_service::Result<Embedder> {
     Embedder::load_with(dir, &Device::Cpu, Kernels::Fast, Dtype::F32, 1)
@@ -82,6 +82,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         "[a-z_\\-]{0,16}".prop_map(Value::from),
         Just(json!("bert")),
         Just(json!("modernbert")),
+        Just(json!("qwen3")),
         Just(json!("xlm-roberta")),
         Just(json!("gelu")),
         proptest::collection::vec((0i64..64).prop_map(Value::from), 0..4).prop_map(Value::from),

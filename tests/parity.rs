@@ -152,6 +152,7 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         ("tiny-xlmr-cls", reference("tiny-xlmr-cls").join("model"), None),
         ("tiny-xlmr-mean-prompts", reference("tiny-xlmr-mean-prompts").join("model"), Some("query")),
         ("tiny-modernbert-mean", reference("tiny-modernbert-mean").join("model"), None),
+        ("tiny-qwen3-last", reference("tiny-qwen3-last").join("model"), Some("query")),
     ];
     for (name, dir, prompt) in cases {
         let expected = read_json(reference(name).join("expected.json"));
@@ -249,6 +250,71 @@ fn tiny_modernbert_mean_pooling_matches_sentence_transformers() {
     let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
     assert_parity("tiny-modernbert-mean, one at a time", &singles, &want);
     svc.close_blocking();
+}
+
+/// Qwen3 as Qwen3-Embedding uses it (grouped-query causal attention, per-head q/k RMSNorm, rotary positions,
+/// SwiGLU, last-token pooling): parity with sentence-transformers on a tiny random model, with and without its
+/// `query` instruction prompt, batched and one at a time, at each Matryoshka size its fixture records; token
+/// counts equal (the tokenizer appends <|endoftext|>, kept when a text is truncated at 512 tokens); several
+/// texts span more than one of the fast path's 64-row attention blocks.
+#[test]
+fn tiny_qwen3_last_token_matches_sentence_transformers_with_and_without_its_prompt() {
+    let expected = read_json(reference("tiny-qwen3-last").join("expected.json"));
+    let svc = service(reference("tiny-qwen3-last").join("model"));
+    let plain = embed(&svc, &texts(), None);
+    assert_eq!(plain.dimensions, 32);
+    assert_eq!(svc.status().family.as_deref(), Some("qwen3"));
+    assert_eq!(plain.token_counts, token_counts(&expected));
+    assert!(plain.token_counts.iter().filter(|&&n| n > 64).count() >= 3, "{:?}", plain.token_counts);
+    assert_eq!(plain.token_counts.iter().max(), Some(&512));
+    assert_parity("tiny-qwen3-last, batched", &plain.vectors, &vectors(&expected["embeddings"]));
+    let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
+    assert_parity("tiny-qwen3-last, one at a time", &singles, &vectors(&expected["embeddings"]));
+    let query = embed(&svc, &texts(), Some("query"));
+    let counts: Vec<usize> = serde_json::from_value(expected["token_counts_by_prompt"]["query"].clone()).unwrap();
+    assert_eq!(query.token_counts, counts);
+    assert_parity("tiny-qwen3-last, query prompt", &query.vectors, &vectors(&expected["embeddings_by_prompt"]["query"]));
+    // The query lane picks the `query` prompt by itself, as for any model that names one.
+    let lane = svc.embed_blocking(texts(), EmbedOptions { prompt: PromptChoice::Query, ..Default::default() }).unwrap();
+    assert_eq!(lane.vectors, query.vectors);
+    for (size, want) in expected["embeddings_truncated"].as_object().unwrap() {
+        let size: usize = size.parse().unwrap();
+        let options = EmbedOptions { output: Output { normalize: None, dimensions: Some(size) }, ..Default::default() };
+        let got = svc.embed_blocking(texts(), options).unwrap();
+        assert_eq!(got.dimensions, size);
+        assert_parity(&format!("tiny-qwen3-last, dimensions {size}"), got.vectors.iter(), &vectors(want));
+    }
+    svc.close_blocking();
+}
+
+/// sentence-transformers `Dense` modules after pooling (32 -> 48 with a bias and Tanh, 48 -> 16 without a bias),
+/// then Normalize: parity, the output size from the last module, and `dimensions` under it. A Dense module's
+/// weights that do not fit its config, or are missing, refuse the model with ERR_MODEL_INVALID naming the file.
+#[test]
+fn dense_modules_after_pooling_match_sentence_transformers() {
+    let expected = read_json(reference("tiny-bert-dense").join("expected.json"));
+    let svc = service(reference("tiny-bert-dense").join("model"));
+    let got = embed(&svc, &texts(), None);
+    assert_eq!(got.dimensions, 16);
+    assert_eq!(svc.dimensions(), Some(16));
+    assert_eq!(got.token_counts, token_counts(&expected));
+    assert_parity("tiny-bert-dense", &got.vectors, &vectors(&expected["embeddings"]));
+    let err = svc
+        .embed_blocking(vec!["a".into()], EmbedOptions { output: Output { dimensions: Some(17), normalize: None }, ..Default::default() })
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidInput);
+    svc.close_blocking();
+
+    let broken = copy_model(&reference("tiny-bert-dense").join("model"), "dense-broken");
+    std::fs::copy(broken.join("2_Dense/model.safetensors"), broken.join("3_Dense/model.safetensors")).unwrap();
+    let err = Service::new(ServiceOptions::new(broken.to_string_lossy())).and_then(|svc| svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).map(|_| ())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelInvalid);
+    assert!(err.message.contains("3_Dense") && err.message.contains("linear.weight"), "{}", err.message);
+    std::fs::remove_file(broken.join("3_Dense/model.safetensors")).unwrap();
+    let err = Service::new(ServiceOptions::new(broken.to_string_lossy())).and_then(|svc| svc.embed_blocking(vec!["a".into()], EmbedOptions::default()).map(|_| ())).unwrap_err();
+    assert_eq!(err.code, ErrorCode::ModelInvalid);
+    assert!(err.message.contains("3_Dense") && err.message.contains("missing"), "{}", err.message);
+    let _ = std::fs::remove_dir_all(broken.parent().unwrap());
 }
 
 /// `normalize` and `dimensions` against sentence-transformers (`scripts/fixtures/make_output_shapes.py`): the

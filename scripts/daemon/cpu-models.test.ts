@@ -8,13 +8,18 @@
 // - 25 searches over HTTP through its RESTAPIServer (search_content -> FolderIndexingQueue -> UnifiedModelFactory
 //   -> ONNXModelBridge) while a 2,000-chunk job runs on an instance of its own, as its orchestrator makes one;
 // - the keep-alive returns memory while its bridge and singleton manager see a usable model;
-// - no onnxruntime library is loaded and no worker thread is started; a process that uses it exits by itself.
+// - no onnxruntime library is loaded and no worker thread is started; a process that uses it exits by itself;
+// - the daemon's own process (src/daemon/index.ts under tsx, with scripts/daemon/loader.mjs for the unchanged run's
+//   aliases) indexes a folder configured with the cpu: model, and its own shutdown (SIGTERM -> stop() ->
+//   process.exit(0)) exits 0 mid-job and after the resumed job, with no forced GC.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { execFileSync } from 'child_process'
-import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'fs'
+import { execFileSync, spawn } from 'child_process'
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'fs'
+import { createServer } from 'net'
 import { homedir, tmpdir } from 'os'
 import { join } from 'path'
 import { performance } from 'perf_hooks'
+import Database from 'better-sqlite3'
 import { setupDependencyInjection } from '../../src/di/setup.js'
 import { MODULE_TOKENS } from '../../src/di/interfaces.js'
 import { CONFIG_SERVICE_TOKENS } from '../../src/config/di-setup.js'
@@ -231,4 +236,79 @@ describe('the daemon\'s cpu: models on this package (int8 from its ONNX cache)',
     const out = execFileSync(process.execPath, ['-e', script], { cwd: process.cwd(), encoding: 'utf8', timeout: 60000 })
     expect(out.trim()).toBe('disposed')
   })
+
+  it('the daemon\'s own process indexes with it and its own shutdown exits 0, mid-job and after resuming', async () => {
+    // Its entry point as `folder-mcp-daemon` runs it, on a folder of its config (FOLDER_MCP_USER_CONFIG_DIR).
+    // Its SIGTERM handler awaits stop() (the folders' orchestrator, the servers) and then calls process.exit(0)
+    // while this package's worker may still be inside a batch.
+    const daemonFolder = mkdtempSync(join(tmpdir(), 'native-backend-daemon-'))
+    for (const f of readdirSync(folder).filter((f) => !f.startsWith('.'))) cpSync(join(folder, f), join(daemonFolder, f))
+    for (let i = 1; i <= 6; i++) cpSync(join(docs, 'README.md'), join(daemonFolder, `readme-${i}.md`)) // a job of seconds
+    const files = readdirSync(daemonFolder).length
+    const configDir = mkdtempSync(join(tmpdir(), 'native-backend-config-'))
+    writeFileSync(join(configDir, 'config.yaml'), `folders:\n  list:\n    - path: ${JSON.stringify(daemonFolder)}\n      model: ${MODEL_ID}\n`)
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number }
+        probe.close(() => resolve(port))
+      })
+    })
+    const loader = new URL('./loader.mjs', import.meta.url).href
+    const register = `data:text/javascript,import{register}from"node:module";register(${JSON.stringify(loader)})`
+    const madeCwdStore = !existsSync('.folder-mcp') // the daemon opens a store under its working directory too
+    const indexed = () => {
+      const db = new Database(join(daemonFolder, '.folder-mcp', 'embeddings.db'), { readonly: true })
+      try {
+        return (db.prepare('SELECT COUNT(DISTINCT d.id) AS n FROM documents d JOIN chunks c ON c.document_id = d.id').get() as { n: number }).n
+      } finally {
+        db.close()
+      }
+    }
+    const runUntil = async (stopAt: RegExp) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--import', register, 'src/daemon/index.ts', '--port', String(port)], {
+        env: { ...process.env, FOLDER_MCP_USER_CONFIG_DIR: configDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      const exited = new Promise<[number | null, string | null]>((resolve) => child.on('exit', (code, signal) => resolve([code, signal])))
+      let log = ''
+      const reached = await new Promise<boolean>((resolve) => {
+        const read = (data: Buffer) => {
+          log += data
+          if (stopAt.test(log)) resolve(true)
+        }
+        child.stdout!.on('data', read)
+        child.stderr!.on('data', read)
+        child.on('exit', () => resolve(false))
+      })
+      expect(reached, `the daemon exited before ${stopAt}:\n${log.slice(-4000)}`).toBe(true)
+      const libraries = readFileSync(`/proc/${child.pid}/maps`, 'utf8')
+      const doneBeforeStop = log.includes(`Indexing complete for ${daemonFolder}`)
+      child.kill('SIGTERM')
+      const exit = await exited
+      return { exit, log, libraries, doneBeforeStop }
+    }
+    try {
+      // 1. Stopped as the first batches come back: the job is still running.
+      const first = await runUntil(/\[OPTIMIZED-ONNX\] Generated embeddings for chunks/)
+      expect(first.doneBeforeStop).toBe(false)
+      expect(first.libraries).toMatch(/embedding-service\.[\w-]+\.node/)
+      expect(first.libraries).not.toMatch(/onnxruntime/i)
+      expect(first.exit, first.log.slice(-4000)).toEqual([0, null])
+      expect(first.log).toContain('Daemon stopped')
+      expect(first.log).not.toMatch(/Check failed|Uncaught exception|Unhandled rejection|FATAL/)
+      const afterFirst = indexed()
+      expect(afterFirst).toBeLessThan(files)
+      // 2. Started again: it resumes the folder, finishes it, and stops as cleanly once idle.
+      const second = await runUntil(new RegExp(`Indexing complete for ${daemonFolder.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+      expect(second.exit, second.log.slice(-4000)).toEqual([0, null])
+      expect(second.log).toContain('Daemon stopped')
+      expect(second.log).not.toMatch(/Check failed|Uncaught exception|Unhandled rejection|FATAL/)
+      expect(indexed()).toBe(files)
+      console.log(`[native-backend] cpu: the daemon's own process: SIGTERM mid-job (${afterFirst} of ${files} files in) exit 0; resumed, ${files} of ${files} files, SIGTERM exit 0`)
+    } finally {
+      rmSync(daemonFolder, { recursive: true, force: true })
+      rmSync(configDir, { recursive: true, force: true })
+      if (madeCwdStore) rmSync('.folder-mcp', { recursive: true, force: true })
+    }
+  }, 600000)
 })

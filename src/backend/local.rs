@@ -74,6 +74,10 @@ impl Backend for LocalModel {
         self.device.is_cpu().then(|| crate::model::cpu_kernels(self.dtype))
     }
 
+    fn family(&self) -> Option<String> {
+        Some(self.embedder.family().to_string())
+    }
+
     fn has_checkpoints(&self) -> bool {
         self.embedder.has_checkpoints()
     }

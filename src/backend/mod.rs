@@ -79,6 +79,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// The model's architecture (see `ServiceStatus::family`); `None` for a server's.
+    fn family(&self) -> Option<String> {
+        None
+    }
+
     /// Whether index work can pause inside a batch for a waiting query (the fast CPU encoder's checkpoints).
     fn has_checkpoints(&self) -> bool {
         false

@@ -67,6 +67,19 @@ fn gelu_glu_impl(x: &mut [f32], width: usize) {
     }
 }
 
+/// SwiGLU on rows of `2 × width` values: the first half (the gate) becomes `SiLU(gate) × up`, `up` being the
+/// second half.
+#[inline(always)]
+fn silu_glu_impl(x: &mut [f32], width: usize) {
+    for row in x.chunks_exact_mut(2 * width) {
+        let (gate, up) = row.split_at_mut(width);
+        for (v, u) in gate.iter_mut().zip(up.iter()) {
+            let g = *v;
+            *v = g / (1.0 + exp(-g)) * u;
+        }
+    }
+}
+
 /// Adds `bias` to every row of `x`.
 #[inline(always)]
 fn add_bias_impl(x: &mut [f32], bias: &[f32]) {
@@ -138,6 +151,19 @@ fn bias_layer_norm_impl(x: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32]
     }
 }
 
+/// RMS-normalises each row of `x` in place and scales it by `offset + gamma` (offset 0 for Llama-style norms,
+/// 1 for Gemma's `(1 + weight)` form), as transformers does in f32: `x / sqrt(mean(x²) + eps) × (offset + g)`.
+#[inline(always)]
+fn rms_norm_impl(x: &mut [f32], gamma: &[f32], eps: f32, offset: f32) {
+    let n = gamma.len() as f32;
+    for row in x.chunks_exact_mut(gamma.len()) {
+        let inv = 1.0 / (sum_lanes(row, |v| v * v) / n + eps).sqrt();
+        for (v, g) in row.iter_mut().zip(gamma) {
+            *v = *v * inv * (offset + g);
+        }
+    }
+}
+
 /// Generates a public kernel that runs its body compiled for the best level `level::level()` allows (the CPU
 /// has it and `EMBEDDING_SERVICE_SIMD` does not cap it off): AVX-512F, AVX2+FMA, or the baseline target (SSE2
 /// on x86-64, NEON on aarch64). The body is the same loop every time; only the instructions differ.
@@ -174,6 +200,14 @@ dispatch!(
 dispatch!(
     /// GeGLU on rows of `2 × width` values: the first half of each becomes `GELU(first) × second`.
     gelu_glu, gelu_glu_impl, (x: &mut [f32], width: usize)
+);
+dispatch!(
+    /// SwiGLU on rows of `2 × width` values: the first half of each becomes `SiLU(first) × second`.
+    silu_glu, silu_glu_impl, (x: &mut [f32], width: usize)
+);
+dispatch!(
+    /// RMS-normalises each row of `x` (`gamma.len()` wide) and scales it by `offset + gamma`.
+    rms_norm, rms_norm_impl, (x: &mut [f32], gamma: &[f32], eps: f32, offset: f32)
 );
 dispatch!(
     /// Adds `bias` to every row of `x`.
@@ -262,6 +296,32 @@ mod tests {
         let want: Vec<f32> = [1.0f32, 2.0, 3.0, 5.0].iter().map(|v| (v - 2.75) / 2.1875f32.sqrt() + 0.5).collect();
         for (a, b) in x.iter().zip(&want) {
             assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_the_definition_in_both_forms() {
+        for offset in [0.0f32, 1.0] {
+            let mut x = vec![1.0, -2.0, 3.0, 0.5, 2.0, 2.0, 2.0, 2.0];
+            let gamma = [0.5, 1.0, -1.0, 2.0];
+            rms_norm(&mut x, &gamma, 1e-6, offset);
+            for (r, row) in [[1.0f64, -2.0, 3.0, 0.5], [2.0; 4]].iter().enumerate() {
+                let rms = (row.iter().map(|v| v * v).sum::<f64>() / 4.0 + 1e-6).sqrt();
+                for j in 0..4 {
+                    let want = row[j] / rms * (offset as f64 + gamma[j] as f64);
+                    assert!((x[r * 4 + j] as f64 - want).abs() < 1e-6, "offset {offset}, row {r}, {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn silu_glu_matches_the_definition() {
+        let mut x = vec![-3.0, 0.0, 2.5, 1.5, -2.0, 4.0];
+        silu_glu(&mut x, 3);
+        for (j, (g, u)) in [(-3.0f64, 1.5), (0.0, -2.0), (2.5, 4.0)].into_iter().enumerate() {
+            let want = g / (1.0 + (-g).exp()) * u;
+            assert!((x[j] as f64 - want).abs() < 1e-6, "{j}: {} vs {want}", x[j]);
         }
     }
 }

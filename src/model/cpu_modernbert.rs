@@ -8,6 +8,7 @@
 
 use super::cpu_bert::{attention, free_scratch, packed_sequences, par_rows, record_ranges, take_buf, Checkpoint, WordTable};
 use super::linear::{LowPrecision, Product, Weight, PRODUCTS};
+use super::rotary::Rotary;
 use super::weights_file::WeightsFile;
 use super::Dtype;
 use crate::error::{Error, Result};
@@ -59,35 +60,6 @@ struct Layer {
 impl Layer {
     fn weights(&mut self) -> [&mut Weight; 4] {
         [&mut self.qkv_w, &mut self.attn_out_w, &mut self.inter_w, &mut self.out_w]
-    }
-}
-
-/// cos and sin of each position's rotation angles, `[position × head_dim/2]`, for one rotary base.
-struct Rotary {
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
-impl Rotary {
-    /// The angles as transformers computes them in f32: inverse frequencies from the base, times the position.
-    fn new(base: f64, head_dim: usize, positions: usize) -> Self {
-        let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half).map(|i| (1.0 / base.powf((2 * i) as f64 / head_dim as f64)) as f32).collect();
-        let angles: Vec<f32> = (0..positions).flat_map(|p| inv.iter().map(move |f| p as f32 * f)).collect();
-        Rotary { cos: angles.iter().map(|a| a.cos()).collect(), sin: angles.iter().map(|a| a.sin()).collect() }
-    }
-
-    /// Rotates `x` (one head's `head_dim` values) for position `p`: each value pairs with the one half a head
-    /// away (transformers' `rotate_half`).
-    fn apply(&self, x: &mut [f32], p: usize) {
-        let half = x.len() / 2;
-        let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
-        let (a, b) = x.split_at_mut(half);
-        for j in 0..half {
-            let (x1, x2) = (a[j], b[j]);
-            a[j] = x1 * cos[j] - x2 * sin[j];
-            b[j] = x2 * cos[j] + x1 * sin[j];
-        }
     }
 }
 

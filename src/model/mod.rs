@@ -4,12 +4,15 @@
 pub mod bert;
 pub mod cpu_bert;
 pub mod cpu_modernbert;
+pub mod cpu_qwen3;
 pub mod known_prompts;
 mod linear;
 pub mod calibration;
 pub mod modernbert;
 mod onnx_weights;
 pub mod pooling;
+pub mod qwen3;
+mod rotary;
 pub mod source;
 pub mod st_config;
 pub mod weights_file;
@@ -26,6 +29,7 @@ use crate::error::{Error, Result};
 use bert::{BertConfig, BertEncoder, PositionScheme};
 use cpu_bert::CpuBert;
 use cpu_modernbert::CpuModernBert;
+use cpu_qwen3::CpuQwen3;
 
 /// Which forward-pass implementation runs the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +93,9 @@ enum Encoder {
     // Boxed: its two sets of working buffers make it much larger than the other variants.
     Cpu(Box<CpuBert>),
     CpuModernBert(Box<CpuModernBert>),
+    CpuQwen3(Box<CpuQwen3>),
     ModernBert(modernbert::ModernBertEncoder),
+    Qwen3(qwen3::Qwen3Encoder),
 }
 use st_config::{read_json_opt, SentenceConfig};
 
@@ -126,7 +132,7 @@ impl Tokens {
 }
 
 /// The architectures this addon runs, by `model_type` in `config.json`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert", "qwen3"];
 
 /// Where a loaded model's weights live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -145,6 +151,72 @@ pub struct Embedder {
     threads: usize,
     config: SentenceConfig,
     dimensions: usize,
+    /// `model_type` from config.json ("bert", "qwen3", ...).
+    family: String,
+    /// The sentence-transformers `Dense` modules after pooling, loaded.
+    dense: Vec<DenseLayer>,
+}
+
+/// A `Dense` module's weights, applied to pooled vectors: `activation(W·x + b)`.
+struct DenseLayer {
+    /// `[out × in]`, as `linear.weight` stores it.
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    inp: usize,
+    out: usize,
+    activation: st_config::DenseActivation,
+}
+
+impl DenseLayer {
+    fn load(module: &st_config::DenseModule) -> Result<Self> {
+        let path = module.dir.join("model.safetensors");
+        if !path.is_file() {
+            let hint = if module.dir.join("pytorch_model.bin").is_file() { " (it has pytorch_model.bin; convert it to safetensors)" } else { "" };
+            return Err(Error::model_invalid(format!("the Dense module's weights {} are missing{hint}", path.display())));
+        }
+        let invalid = |what: String| Error::model_invalid(format!("{}: {what}", path.display()));
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| invalid(format!("not a readable safetensors file: {e}")))?;
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = tensors.get(name).ok_or_else(|| invalid(format!("{name} is missing")))?;
+            if t.dims() != shape {
+                return Err(invalid(format!("{name} has shape {:?}, the module's config says {shape:?}", t.dims())));
+            }
+            t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).map_err(|e| invalid(e.to_string()))
+        };
+        let (inp, out) = (module.in_features, module.out_features);
+        Ok(DenseLayer {
+            weight: read("linear.weight", &[out, inp])?,
+            bias: if module.bias { Some(read("linear.bias", &[out])?) } else { None },
+            inp,
+            out,
+            activation: module.activation,
+        })
+    }
+
+    /// The module on a batch of vectors, as one product.
+    fn apply(&self, vectors: Vec<Vec<f32>>, threads: usize) -> Vec<Vec<f32>> {
+        let m = vectors.len();
+        if m == 0 {
+            return vectors;
+        }
+        let a: Vec<f32> = vectors.into_iter().flatten().collect();
+        let mut y = vec![0f32; m * self.out];
+        crate::kernels::matmul::matmul_bt(&mut y, self.out, &a, self.inp, &self.weight, self.inp, m, self.out, self.inp, false, threads);
+        y.chunks_exact(self.out)
+            .map(|row| {
+                row.iter()
+                    .enumerate()
+                    .map(|(j, &v)| {
+                        let v = v + self.bias.as_ref().map_or(0.0, |b| b[j]);
+                        match self.activation {
+                            st_config::DenseActivation::Identity => v,
+                            st_config::DenseActivation::Tanh => v.tanh(),
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// What sentence-transformers does to every text before tokenising: strip surrounding whitespace (Python's
@@ -199,24 +271,36 @@ impl Embedder {
                 .name("embedding-tokenizer-load".into())
                 .spawn_scoped(scope, || truncating_tokenizer(&tokenizer_path, config.max_seq_length))
                 .map_err(|e| Error::internal(format!("cannot start a thread to load the tokenizer: {e}")))?;
-            let encoder = load_encoder(&arch, &weights, onnx, fast, dtype, load_dtype, device);
+            let encoder = load_encoder(&arch, &weights, onnx, fast, dtype, load_dtype, device, config.max_seq_length);
             let tokenizer = tokenizer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok::<_, Error>((tokenizer?, encoder?))
         })?;
-        let dimensions = arch.bert.hidden_size * config.pooling.len();
+        let pooled = arch.bert.hidden_size * config.pooling.len();
+        let dense = config.dense.iter().map(DenseLayer::load).collect::<Result<Vec<_>>>()?;
+        if let Some(first) = dense.first().filter(|d| d.inp != pooled) {
+            return Err(Error::model_invalid(format!(
+                "{}: the first Dense module takes {} values, but pooling gives {pooled}",
+                dir.display(),
+                first.inp
+            )));
+        }
+        let dimensions = dense.last().map_or(pooled, |d| d.out);
         let weights = match &encoder {
             Encoder::Cpu(cpu) => cpu.weight_bytes(),
             Encoder::CpuModernBert(cpu) => cpu.weight_bytes(),
+            Encoder::CpuQwen3(cpu) => cpu.weight_bytes(),
             // candle holds a copy of every tensor it loaded, at its compute type.
             _ => WeightMemory { owned: tensor_elements(&weights)? * load_dtype.size_in_bytes(), mapped: 0 },
         };
-        let mut embedder = Embedder { tokenizer, encoder, weights, threads: threads.max(1), config, dimensions };
+        let family = arch.model_type.clone();
+        let mut embedder = Embedder { tokenizer, encoder, weights, threads: threads.max(1), config, dimensions, family, dense };
         if dtype == Dtype::Int8 {
             embedder.calibrate_int8()?;
         }
         match &mut embedder.encoder {
             Encoder::Cpu(cpu) => cpu.release_file_pages(),
             Encoder::CpuModernBert(cpu) => cpu.release_file_pages(),
+            Encoder::CpuQwen3(cpu) => cpu.release_file_pages(),
             _ => {}
         }
         Ok(embedder)
@@ -235,6 +319,10 @@ impl Embedder {
                 self.weights = cpu.weight_bytes();
             }
             Encoder::CpuModernBert(cpu) => {
+                cpu.calibrate(&ids, self.threads)?;
+                self.weights = cpu.weight_bytes();
+            }
+            Encoder::CpuQwen3(cpu) => {
                 cpu.calibrate(&ids, self.threads)?;
                 self.weights = cpu.weight_bytes();
             }
@@ -261,6 +349,11 @@ impl Embedder {
 
     pub fn dimensions(&self) -> usize {
         self.dimensions
+    }
+
+    /// The architecture, as `model_type` in config.json names it ("bert", "xlm-roberta", "modernbert", "qwen3").
+    pub fn family(&self) -> &str {
+        &self.family
     }
 
     pub fn weight_memory(&self) -> WeightMemory {
@@ -364,7 +457,7 @@ impl Embedder {
     /// Whether the encoder calls a checkpoint inside a batch (the fast CPU encoders do; candle's run a batch
     /// whole).
     pub fn has_checkpoints(&self) -> bool {
-        matches!(self.encoder, Encoder::Cpu(_) | Encoder::CpuModernBert(_))
+        matches!(self.encoder, Encoder::Cpu(_) | Encoder::CpuModernBert(_) | Encoder::CpuQwen3(_))
     }
 
     /// `embed_tokens`, calling `checkpoint` between the steps of the forward pass where the encoder has them
@@ -382,8 +475,14 @@ impl Embedder {
         self.config.normalize
     }
 
-    /// The pooled vectors before the model's `Normalize` module (the service normalises, or not, per request).
+    /// The vectors before the model's `Normalize` module (pooled, then through its `Dense` modules): the
+    /// service normalises, or not, per request.
     pub fn embed_tokens_pooled(&self, batch: &[&Tokens], checkpoint: Option<cpu_bert::Checkpoint>) -> Result<Vec<Vec<f32>>> {
+        let pooled = self.pool_tokens(batch, checkpoint)?;
+        Ok(self.dense.iter().fold(pooled, |vectors, layer| layer.apply(vectors, self.threads)))
+    }
+
+    fn pool_tokens(&self, batch: &[&Tokens], checkpoint: Option<cpu_bert::Checkpoint>) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<&[u32]> = batch.iter().map(|t| t.ids.as_slice()).collect();
         let types: Vec<&[u32]> = batch.iter().map(|t| t.type_ids.as_slice()).collect();
         let pool = |state: &[f32], hidden: usize, t: &Tokens| pooling::pool(&self.config.pooling, state, hidden, t.skip);
@@ -398,6 +497,16 @@ impl Embedder {
                 let mut out = Vec::with_capacity(batch.len());
                 enc.forward(&ids, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
                 Ok(out)
+            }
+            Encoder::CpuQwen3(enc) => {
+                let mut out = Vec::with_capacity(batch.len());
+                enc.forward(&ids, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
+                Ok(out)
+            }
+            Encoder::Qwen3(enc) => {
+                let states =
+                    enc.forward(&ids).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+                Ok(states.iter().zip(batch).map(|(s, t)| pool(s, enc.hidden_size(), t)).collect())
             }
             Encoder::ModernBert(enc) => {
                 let states =
@@ -447,7 +556,7 @@ impl Architecture {
         })?;
         let positions = match model_type.as_str() {
             // ModernBERT's positions are rotary: the table size bounds max_seq_length the same way.
-            "bert" | "modernbert" => PositionScheme::Absolute,
+            "bert" | "modernbert" | "qwen3" => PositionScheme::Absolute,
             "xlm-roberta" | "roberta" | "camembert" => PositionScheme::AfterPadding(bert.pad_token_id.unwrap_or(1)),
             other => {
                 return Err(Error::model_invalid(format!(
@@ -458,7 +567,12 @@ impl Architecture {
                 )))
             }
         };
-        bert.validate()?;
+        // Qwen3's checks are its own (its heads need not divide hidden_size; its activation is SiLU).
+        if model_type == "qwen3" {
+            qwen3::config(&raw)?;
+        } else {
+            bert.validate()?;
+        }
         Ok(Architecture { raw, model_type, bert, positions })
     }
 }
@@ -549,6 +663,7 @@ fn truncating_tokenizer(path: &Path, max_seq_length: usize) -> Result<Tokenizer>
     Ok(tokenizer)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn load_encoder(
     arch: &Architecture,
     weights: &Path,
@@ -557,12 +672,18 @@ fn load_encoder(
     dtype: Dtype,
     load_dtype: DType,
     device: &Device,
+    max_seq_length: usize,
 ) -> Result<Encoder> {
     let in_file = |e: Error| Error::model_invalid(format!("{}: {}", weights.display(), e.message));
     if fast && arch.model_type == "modernbert" {
         let config = modernbert::config(&arch.raw)?;
         let file = open_weights(weights, onnx, "embeddings.tok_embeddings.weight")?;
         return Ok(Encoder::CpuModernBert(Box::new(CpuModernBert::load(file, &config, dtype).map_err(in_file)?)));
+    }
+    if fast && arch.model_type == "qwen3" {
+        let config = qwen3::config(&arch.raw)?;
+        let file = open_weights(weights, onnx, "embed_tokens.weight")?;
+        return Ok(Encoder::CpuQwen3(Box::new(CpuQwen3::load(file, &config, dtype, max_seq_length).map_err(in_file)?)));
     }
     if fast {
         let file = open_weights(weights, onnx, "embeddings.word_embeddings.weight")?;
@@ -574,6 +695,8 @@ fn load_encoder(
         .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
     Ok(if arch.model_type == "modernbert" {
         Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &arch.raw).map_err(in_file)?)
+    } else if arch.model_type == "qwen3" {
+        Encoder::Qwen3(qwen3::Qwen3Encoder::load(vb, &arch.raw, max_seq_length).map_err(in_file)?)
     } else {
         Encoder::Candle(BertEncoder::load(vb, &arch.bert, arch.positions).map_err(in_file)?)
     })

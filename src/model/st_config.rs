@@ -1,5 +1,5 @@
 //! Reading a sentence-transformers model folder the way sentence-transformers does: `modules.json` names the
-//! pipeline (Transformer, Pooling, Normalize), `1_Pooling/config.json` the pooling (old boolean flags or the
+//! pipeline (Transformer, Pooling, Dense, Normalize), `1_Pooling/config.json` the pooling (old boolean flags or the
 //! newer `pooling_mode`), `sentence_bert_config.json` or `tokenizer_config.json` the maximum sequence length,
 //! and `config_sentence_transformers.json` the named prompts.
 
@@ -25,6 +25,56 @@ pub struct SentenceConfig {
     pub do_lower_case: bool,
     pub prompts: BTreeMap<String, String>,
     pub default_prompt_name: Option<String>,
+    /// The `Dense` modules after pooling, in order (EmbeddingGemma's projections, LaBSE's, ...).
+    pub dense: Vec<DenseModule>,
+}
+
+/// A sentence-transformers `Dense` module: `activation(W·x + b)` on the pooled vector. Its weights
+/// (`linear.weight`, `linear.bias`) are in `dir/model.safetensors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseModule {
+    pub dir: PathBuf,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub bias: bool,
+    pub activation: DenseActivation,
+}
+
+/// The activations a `Dense` module's config names (`activation_function`, a torch class path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseActivation {
+    Identity,
+    Tanh,
+}
+
+impl DenseModule {
+    fn read(dir: PathBuf) -> Result<Self> {
+        let path = dir.join("config.json");
+        let cfg = read_json_opt(&path)?.ok_or_else(|| Error::model_invalid(format!("the Dense module's config {} is missing", path.display())))?;
+        let size = |key: &str| {
+            cfg.get(key).and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 20).map(|n| n as usize).ok_or_else(|| {
+                Error::model_invalid(format!("{}: {key} is missing or not a size in 1..=1048576", path.display()))
+            })
+        };
+        let name = cfg.get("activation_function").and_then(Value::as_str).unwrap_or("torch.nn.modules.activation.Tanh");
+        let activation = match class_name(name) {
+            "Identity" => DenseActivation::Identity,
+            "Tanh" => DenseActivation::Tanh,
+            _ => {
+                return Err(Error::model_invalid(format!(
+                    "{}: the Dense activation {name:?} is not supported (Identity and Tanh are)",
+                    path.display()
+                )))
+            }
+        };
+        Ok(DenseModule {
+            in_features: size("in_features")?,
+            out_features: size("out_features")?,
+            bias: cfg.get("bias").and_then(Value::as_bool).unwrap_or(true),
+            activation,
+            dir,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,7 +105,7 @@ impl SentenceConfig {
     /// Reads the folder's sentence-transformers files. `max_position_embeddings` caps the sequence length when
     /// no sentence-transformers file sets one, as sentence-transformers does.
     pub fn read(dir: &Path, max_position_embeddings: usize) -> Result<Self> {
-        let (pooling_dir, normalize) = read_modules(dir)?;
+        let (pooling_dir, dense, normalize) = read_modules(dir)?;
         // sentence-transformers falls back to mean pooling for a plain transformer folder.
         let (pooling, pooling_include_prompt) = match pooling_dir {
             Some(p) => read_pooling(&p.join("config.json"))?,
@@ -89,6 +139,7 @@ impl SentenceConfig {
             do_lower_case,
             prompts,
             default_prompt_name,
+            dense,
         })
     }
 
@@ -136,7 +187,8 @@ fn read_pooling(path: &Path) -> Result<(Vec<PoolingMode>, bool)> {
         }
         return Ok((modes, include_prompt));
     }
-    let flag = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(false);
+    // An absent flag takes sentence-transformers' default (Pooling's constructor): mean on, the rest off.
+    let flag = |key: &str| cfg.get(key).and_then(Value::as_bool).unwrap_or(key == "pooling_mode_mean_tokens");
     let modes: Vec<PoolingMode> = [
         ("pooling_mode_cls_token", PoolingMode::Cls),
         ("pooling_mode_max_tokens", PoolingMode::Max),
@@ -156,34 +208,55 @@ fn read_pooling(path: &Path) -> Result<(Vec<PoolingMode>, bool)> {
 }
 
 
-/// The pipeline `modules.json` names: the pooling module's folder (else `1_Pooling` if present) and whether a
-/// Normalize module follows.
-fn read_modules(dir: &Path) -> Result<(Option<PathBuf>, bool)> {
+/// The pipeline `modules.json` names: the pooling module's folder (else `1_Pooling` if present), the Dense
+/// modules after it, and whether a Normalize module ends it. Modules run in order, so anything out of the
+/// order Transformer, Pooling, Dense..., Normalize is refused rather than run in another order.
+fn read_modules(dir: &Path) -> Result<(Option<PathBuf>, Vec<DenseModule>, bool)> {
     let modules_path = dir.join("modules.json");
     let Some(modules) = read_json_opt(&modules_path)? else {
-        return Ok((dir.join("1_Pooling").is_dir().then(|| dir.join("1_Pooling")), false));
+        return Ok((dir.join("1_Pooling").is_dir().then(|| dir.join("1_Pooling")), Vec::new(), false));
     };
     let modules: Vec<ModuleEntry> = serde_json::from_value(modules).map_err(|e| {
         Error::model_invalid(format!("{} does not list modules as expected: {e}", modules_path.display()))
     })?;
     let mut pooling_dir = None;
+    let mut dense = Vec::new();
     let mut normalize = false;
+    let out_of_order = |what: &str| {
+        Err(Error::model_invalid(format!(
+            "{}: {what}; supported pipelines are Transformer, Pooling, then any Dense modules, then Normalize",
+            modules_path.display()
+        )))
+    };
     for (i, module) in modules.iter().enumerate() {
+        if normalize {
+            return out_of_order(&format!("{:?} follows Normalize", module.kind));
+        }
         match class_name(&module.kind) {
             "Transformer" if i == 0 => {}
-            "Pooling" => pooling_dir = Some(dir.join(&module.path)),
+            "Pooling" if pooling_dir.is_none() && dense.is_empty() => pooling_dir = Some(dir.join(&module.path)),
+            "Dense" if pooling_dir.is_some() => {
+                let module = DenseModule::read(dir.join(&module.path))?;
+                if let Some(previous) = dense.last().map(|d: &DenseModule| d.out_features) {
+                    if previous != module.in_features {
+                        return out_of_order(&format!("a Dense module takes {} values after one that gives {previous}", module.in_features));
+                    }
+                }
+                dense.push(module);
+            }
             "Normalize" => normalize = true,
+            "Transformer" | "Pooling" | "Dense" => return out_of_order(&format!("{:?} is module {i}", module.kind)),
             other => {
                 return Err(Error::model_invalid(format!(
                     "{} uses the module {other:?} ({}), which this addon does not support; supported \
-                     pipelines are Transformer, Pooling, Normalize",
+                     pipelines are Transformer, Pooling, Dense, Normalize",
                     modules_path.display(),
                     module.kind
                 )))
             }
         }
     }
-    Ok((pooling_dir, normalize))
+    Ok((pooling_dir, dense, normalize))
 }
 
 /// The named prompts of `config_sentence_transformers.json` and its default prompt name.
@@ -248,6 +321,15 @@ mod tests {
     }
 
     #[test]
+    fn absent_flags_take_sentence_transformers_defaults() {
+        // Pooling(**config) fills what the file leaves out: pooling_mode_mean_tokens=True, the others False.
+        let dir = folder(&[("modules.json", MODULES), ("1_Pooling/config.json", r#"{"pooling_mode_lasttoken": true}"#)]);
+        assert_eq!(SentenceConfig::read(&dir, 64).unwrap().pooling, vec![PoolingMode::Mean, PoolingMode::LastToken]);
+        let dir = folder(&[("modules.json", MODULES), ("1_Pooling/config.json", r#"{"word_embedding_dimension": 8}"#)]);
+        assert_eq!(SentenceConfig::read(&dir, 64).unwrap().pooling, vec![PoolingMode::Mean]);
+    }
+
+    #[test]
     fn new_format_mode_and_tokenizer_max_length_capped_by_positions() {
         let dir = folder(&[
             ("modules.json", MODULES),
@@ -281,13 +363,66 @@ mod tests {
         let dir = folder(&[(
             "modules.json",
             r#"[{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"},
-                {"idx":1,"path":"2_Dense","type":"sentence_transformers.models.Dense"}]"#,
+                {"idx":1,"path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+                {"idx":2,"path":"2_WordWeights","type":"sentence_transformers.models.WordWeights"}]"#,
         )]);
         let err = SentenceConfig::read(&dir, 128).unwrap_err();
-        assert!(err.message.contains("Dense"), "{}", err.message);
+        assert!(err.message.contains("WordWeights"), "{}", err.message);
         let dir = folder(&[("sentence_bert_config.json", "{not json")]);
         let err = SentenceConfig::read(&dir, 128).unwrap_err();
         assert_eq!(err.code, crate::error::ErrorCode::ModelInvalid);
         assert!(err.message.contains("sentence_bert_config.json"), "{}", err.message);
+    }
+
+    fn dense_pipeline(dense: &[(&str, &str)]) -> PathBuf {
+        let mut modules = vec![
+            r#"{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"}"#.to_string(),
+            r#"{"idx":1,"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}"#.to_string(),
+        ];
+        let mut files = vec![("1_Pooling/config.json".to_string(), r#"{"pooling_mode": "mean"}"#.to_string())];
+        for (i, (config, _)) in dense.iter().enumerate() {
+            modules.push(format!(r#"{{"idx":{},"path":"{}_Dense","type":"sentence_transformers.models.Dense"}}"#, i + 2, i + 2));
+            files.push((format!("{}_Dense/config.json", i + 2), config.to_string()));
+        }
+        modules.push(r#"{"idx":9,"path":"9_Normalize","type":"sentence_transformers.models.Normalize"}"#.to_string());
+        files.push(("modules.json".to_string(), format!("[{}]", modules.join(","))));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        folder(&refs)
+    }
+
+    #[test]
+    fn dense_modules_are_read_in_order_and_checked() {
+        let dir = dense_pipeline(&[
+            (r#"{"in_features": 32, "out_features": 48, "bias": true, "activation_function": "torch.nn.modules.activation.Tanh"}"#, ""),
+            (r#"{"in_features": 48, "out_features": 16, "bias": false, "activation_function": "torch.nn.modules.linear.Identity"}"#, ""),
+        ]);
+        let c = SentenceConfig::read(&dir, 128).unwrap();
+        assert_eq!(c.dense.len(), 2);
+        assert_eq!((c.dense[0].in_features, c.dense[0].out_features, c.dense[0].bias, c.dense[0].activation), (32, 48, true, DenseActivation::Tanh));
+        assert_eq!((c.dense[1].out_features, c.dense[1].bias, c.dense[1].activation), (16, false, DenseActivation::Identity));
+        assert!(c.normalize);
+
+        let chained_wrong = dense_pipeline(&[
+            (r#"{"in_features": 32, "out_features": 48}"#, ""),
+            (r#"{"in_features": 40, "out_features": 16}"#, ""),
+        ]);
+        assert!(SentenceConfig::read(&chained_wrong, 128).unwrap_err().message.contains("takes 40 values"));
+        let gelu = dense_pipeline(&[(r#"{"in_features": 32, "out_features": 48, "activation_function": "torch.nn.modules.activation.GELU"}"#, "")]);
+        let err = SentenceConfig::read(&gelu, 128).unwrap_err();
+        assert_eq!(err.code, crate::error::ErrorCode::ModelInvalid);
+        assert!(err.message.contains("GELU"), "{}", err.message);
+        let no_size = dense_pipeline(&[(r#"{"out_features": 48}"#, "")]);
+        assert!(SentenceConfig::read(&no_size, 128).unwrap_err().message.contains("in_features"));
+    }
+
+    #[test]
+    fn modules_out_of_order_are_refused() {
+        let dir = folder(&[(
+            "modules.json",
+            r#"[{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"path":"2_Normalize","type":"sentence_transformers.models.Normalize"},
+                {"idx":2,"path":"1_Pooling","type":"sentence_transformers.models.Pooling"}]"#,
+        )]);
+        assert!(SentenceConfig::read(&dir, 128).unwrap_err().message.contains("follows Normalize"));
     }
 }
