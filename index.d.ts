@@ -131,7 +131,7 @@ export interface EmbeddingServiceOptions {
   maxBatchSize?: number
   /**
    * Most padded tokens (texts x longest text) in one forward pass. Default 4096. A single text longer than
-   * this still runs, alone. A query waits for at most one layer product of such a batch (CPU, BERT family).
+   * this still runs, alone. A query waits for at most one layer product of such a batch (CPU, every family).
    */
   maxBatchTokens?: number
   /**
@@ -284,7 +284,7 @@ export interface ServiceMemory {
   residentBytes: number
   /**
    * The loaded model's weights in the process's own memory (on a GPU: the device's); 0 when unloaded. On CPU
-   * (BERT family) these are the packed layers; the candle paths hold every tensor at the compute dtype.
+   * (every family) these are the packed layers; the candle paths hold every tensor at the compute dtype.
    */
   weightsBytes: number
   /**
@@ -311,7 +311,7 @@ export interface EmbedOptions {
   inputType?: 'query' | 'document'
   /**
    * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
-   * yields to them inside its batch. On CPU, every family (BERT, MiniLM, XLM-R, E5, bge, ModernBERT) pauses the
+   * yields to them inside its batch. On CPU, every family (BERT, MiniLM, XLM-R, E5, bge, ModernBERT, Qwen3) pauses the
    * batch between the products of each layer (five per layer), run the waiting queries on their own buffers, and
    * resume it where it stopped, with the same bits as if it had never paused: a query waits for at most one
    * product of one layer of the batch in flight (or one 64-text slice of an index job's tokenisation). GPU devices yield at batch boundaries, and run index batches a quarter of their size while queries keep arriving (one in the last 2 s). At most 8 query
