@@ -261,7 +261,8 @@ export interface ServiceStatus {
   simd: string | null
   /**
    * The loaded model's architecture, as its config.json's `model_type` names it: 'bert', 'xlm-roberta',
-   * 'roberta', 'camembert', 'modernbert' or 'qwen3'. Null when none is loaded or the model is remote.
+   * 'roberta', 'camembert', 'modernbert', 'qwen3' or 'gemma3_text' (EmbeddingGemma). Null when none is loaded
+   * or the model is remote.
    */
   family: string | null
   /** The prompt names the loaded model accepts (for `embed`'s `prompt`); empty until it has loaded. */
@@ -311,7 +312,7 @@ export interface EmbedOptions {
   inputType?: 'query' | 'document'
   /**
    * 'query' requests go ahead of 'index' requests: waiting queries run first, and a running index request
-   * yields to them inside its batch. On CPU, every family (BERT, MiniLM, XLM-R, E5, bge, ModernBERT, Qwen3) pauses the
+   * yields to them inside its batch. On CPU, every family (BERT, MiniLM, XLM-R, E5, bge, ModernBERT, Qwen3, Gemma 3) pauses the
    * batch between the products of each layer (five per layer), run the waiting queries on their own buffers, and
    * resume it where it stopped, with the same bits as if it had never paused: a query waits for at most one
    * product of one layer of the batch in flight (or one 64-text slice of an index job's tokenisation). GPU devices yield at batch boundaries, and run index batches a quarter of their size while queries keep arriving (one in the last 2 s). At most 8 query

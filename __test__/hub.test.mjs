@@ -17,6 +17,8 @@ import { minCosine, readJson, recorder, nextEvent, reference, root, texts } from
 const { EmbeddingService } = createRequire(import.meta.url)(root)
 const tinyDir = path.join(reference('tiny-bert-cls'), 'model')
 const tinyExpected = readJson(path.join(reference('tiny-bert-cls'), 'expected.json'))
+const denseDir = path.join(reference('tiny-bert-dense'), 'model')
+const denseExpected = readJson(path.join(reference('tiny-bert-dense'), 'expected.json'))
 const commit = 'c0ffee0000000000000000000000000000000002'
 const weights = fs.readFileSync(path.join(tinyDir, 'model.safetensors'))
 const weightsSha = createHash('sha256').update(weights).digest('hex')
@@ -64,8 +66,10 @@ function scriptedHub() {
   })
   hub.server = http.createServer((req, res) => {
     hub.hubRequests.push({ method: req.method, url: req.url, auth: req.headers.authorization })
-    const m = /^\/org\/tiny\/resolve\/([^/]+)\/(.+)$/.exec(req.url)
-    const file = m && path.join(tinyDir, decodeURIComponent(m[2]))
+    // org/tiny is tiny-bert-cls; org/dense is tiny-bert-dense (the same transformer weights, then two Dense
+    // modules whose weights sit in their own folders, served from git as the hub serves small files).
+    const m = /^\/org\/(tiny|dense)\/resolve\/([^/]+)\/(.+)$/.exec(req.url)
+    const file = m && path.join(m[1] === 'dense' ? denseDir : tinyDir, decodeURIComponent(m[3]))
     if (!file || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
       res.writeHead(404, { 'x-error-code': 'EntryNotFound' })
       return res.end()
@@ -73,7 +77,7 @@ function scriptedHub() {
     const data = fs.readFileSync(file)
     const repoCommit = hub.mode === 'commitTraversal' ? '../../../../tmp/x' : commit
     const traversal = `"../../../../../../../../../../tmp/${escapeName}"`
-    if (file.endsWith('model.safetensors')) {
+    if (m[3] === 'model.safetensors') {
       const location =
         hub.mode === 'redirectFile' ? 'file:///etc/passwd'
         : hub.mode === 'redirectFtp' ? `ftp://127.0.0.1:${hub.cdnPort}/blob/${weightsSha}`
@@ -182,6 +186,26 @@ describe('downloads from a hostile or broken hub', () => {
     expect(fs.readlinkSync(path.join(repo, 'snapshots', commit, 'model.safetensors'))).toBe(path.join('..', '..', 'blobs', weightsSha))
     const config = fs.readFileSync(path.join(tinyDir, 'config.json'))
     expect(fs.readlinkSync(path.join(repo, 'snapshots', commit, 'config.json'))).toBe(path.join('..', '..', 'blobs', gitSha(config)))
+    expectNothingOutside(box)
+  })
+
+  it("the files modules.json lists (two Dense modules' configs and weights) come too, before the weights, and the model embeds", async () => {
+    const box = sandbox()
+    const before = hub.hubRequests.length
+    const dir = await EmbeddingService.downloadModel('org/dense', { cacheDir: box.cacheDir })
+    for (const f of ['2_Dense/config.json', '2_Dense/model.safetensors', '3_Dense/config.json', '3_Dense/model.safetensors']) {
+      expect(fs.readFileSync(path.join(dir, f)), f).toEqual(fs.readFileSync(path.join(denseDir, f)))
+    }
+    // Weights last: until they are in place the snapshot does not count as cached.
+    const asked = hub.hubRequests.slice(before).map((r) => r.url.split('/resolve/')[1].split('/').slice(1).join('/'))
+    expect(asked.indexOf('3_Dense/model.safetensors')).toBeLessThan(asked.lastIndexOf('model.safetensors'))
+    const svc = new EmbeddingService({ model: 'org/dense', cacheDir: box.cacheDir, offline: true, threads: 1 })
+    try {
+      expect(minCosine(await svc.embed(texts()), denseExpected.embeddings)).toBeGreaterThanOrEqual(0.99999)
+      expect(svc.status().dimensions).toBe(16)
+    } finally {
+      await svc.close()
+    }
     expectNothingOutside(box)
   })
 

@@ -9,9 +9,15 @@ With `modernbert` first, writes a ModernBERT-base-shaped folder instead (22 laye
 With `qwen3` first, a Qwen3-Embedding-0.6B-shaped folder (28 layers, hidden 1024, 16 query heads sharing 8
 key/value heads of 128, intermediate 3072, a 151,669-row table, rope_theta 1e6, `max_seq_length` 32,768) with
 tiny-qwen3-last's tokenizer and sentence-transformers files (last-token pooling, the query prompt), for
-bench/qwen3-shaped.mjs. About 3 GB.
+bench/decoder-shaped.mjs. About 3 GB.
 
-Usage: python bench/make_shaped_model.py [modernbert|qwen3] [out=target/bge-m3-shaped, target/modernbert-shaped or target/qwen3-shaped];
+With `gemma3` first, an EmbeddingGemma-300M-shaped folder (Gemma 3 text with bidirectional attention: 24 layers,
+hidden 768, 3 query heads sharing 1 key/value head of 256, intermediate 1152, a 262,144-row table, a sliding
+window of 512 on five layers in six, rope bases 1e6 and 1e4, `max_seq_length` 2,048, then mean pooling and
+Dense 768 -> 3072 -> 768) with tiny-gemma3-mean's tokenizer and task prompts, for bench/decoder-shaped.mjs.
+About 1.2 GB.
+
+Usage: python bench/make_shaped_model.py [modernbert|qwen3|gemma3] [out=target/<kind>-shaped];
 needs numpy and safetensors.
 """
 import json
@@ -24,7 +30,7 @@ from safetensors.numpy import save_file
 
 root = pathlib.Path(__file__).resolve().parent.parent
 args = sys.argv[1:]
-kind = args[0] if args and args[0] in ("modernbert", "qwen3") else "bge-m3"
+kind = args[0] if args and args[0] in ("modernbert", "qwen3", "gemma3") else "bge-m3"
 modernbert = kind == "modernbert"
 args = args[1:] if kind != "bge-m3" else args
 out = pathlib.Path(args[0]) if args else root / f"target/{kind}-shaped"
@@ -108,6 +114,40 @@ if kind == "qwen3":
     # Every flag written, as sentence-transformers saves them (an absent pooling_mode_mean_tokens means True).
     flags = {f"pooling_mode_{m}": m == "lasttoken" for m in ["cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken"]}
     (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": H, **flags, "include_prompt": True}))
+    sys.exit(0)
+
+if kind == "gemma3":
+    H, I, L, V, HEADS, KV, D, P, W = 768, 1152, 24, 262144, 3, 1, 256, 2048, 512
+    # Norm weights near 0: Gemma scales by (1 + weight).
+    tensors = {"embed_tokens.weight": normal(V, H), "norm.weight": normal(H)}
+    for n in range(L):
+        p = f"layers.{n}."
+        for norm in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]:
+            tensors[p + norm + ".weight"] = normal(H)
+        tensors[p + "self_attn.q_proj.weight"] = normal(HEADS * D, H)
+        tensors[p + "self_attn.k_proj.weight"] = normal(KV * D, H)
+        tensors[p + "self_attn.v_proj.weight"] = normal(KV * D, H)
+        tensors[p + "self_attn.o_proj.weight"] = normal(H, HEADS * D)
+        tensors[p + "self_attn.q_norm.weight"] = normal(D)
+        tensors[p + "self_attn.k_norm.weight"] = normal(D)
+        tensors[p + "mlp.gate_proj.weight"] = normal(I, H)
+        tensors[p + "mlp.up_proj.weight"] = normal(I, H)
+        tensors[p + "mlp.down_proj.weight"] = normal(H, I)
+    layer_types = ["sliding_attention" if (n + 1) % 6 else "full_attention" for n in range(L)]
+    tiny = root / "fixtures/reference/tiny-gemma3-mean/model"
+    finish(tiny, tensors, hidden_size=H, intermediate_size=I, num_hidden_layers=L, num_attention_heads=HEADS,
+           num_key_value_heads=KV, head_dim=D, vocab_size=V, max_position_embeddings=P, sliding_window=W,
+           query_pre_attn_scalar=256, layer_types=layer_types)
+    (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": P, "do_lower_case": False}))
+    tok = json.loads((out / "tokenizer_config.json").read_text())
+    tok.update(model_max_length=P)
+    (out / "tokenizer_config.json").write_text(json.dumps(tok))
+    (out / "1_Pooling/config.json").write_text(json.dumps({"word_embedding_dimension": H, "pooling_mode_mean_tokens": True, "include_prompt": True}))
+    for name, (inp, outp) in {"2_Dense": (H, 4 * H), "3_Dense": (4 * H, H)}.items():
+        (out / name).mkdir(exist_ok=True)
+        save_file({"linear.weight": normal(outp, inp)}, str(out / name / "model.safetensors"))
+        (out / name / "config.json").write_text(json.dumps({"in_features": inp, "out_features": outp, "bias": False, "activation_function": "torch.nn.modules.linear.Identity"}))
+    shutil.copytree(tiny / "4_Normalize", out / "4_Normalize", dirs_exist_ok=True)
     sys.exit(0)
 
 tiny = root / "fixtures/reference/tiny-xlmr-cls/model"

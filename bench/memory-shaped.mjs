@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpu } from './common.mjs'
+import { cpu, pythonFrom } from './common.mjs'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const dir = path.join(root, 'target/bge-m3-shaped')
@@ -30,12 +30,7 @@ if (argv[0] === '--child') {
   process.exit(0)
 }
 
-const python = (() => {
-  const i = argv.indexOf('--python')
-  if (i >= 0) return argv.splice(i, 2)[1]
-  const venv = path.join(root, '.venv-bench/bin/python')
-  return fs.existsSync(venv) ? venv : 'python3'
-})()
+const python = pythonFrom(argv, root)
 const rounds = Number(argv[0] ?? 2)
 const dtypes = (argv[1] ?? 'f32,int8').split(',')
 if (!fs.existsSync(path.join(dir, 'model.safetensors'))) execFileSync(python, [path.join(root, 'bench/make_shaped_model.py'), dir], { stdio: 'inherit' })

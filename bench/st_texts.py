@@ -1,5 +1,5 @@
 """sentence-transformers on the texts of a JSON file, one call per text, for the shaped-model parity checks
-(bench/qwen3-shaped.mjs): writes each text's vector and token count, the seconds each took and the process's
+(bench/decoder-shaped.mjs): writes each text's vector and token count, the seconds each took and the process's
 peak resident memory.
 
 Usage: python bench/st_texts.py <model folder> <texts.json> <out.json> [threads=2] [prompt name]

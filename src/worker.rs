@@ -316,7 +316,7 @@ const IDLE_COLLECT: Duration = Duration::from_secs(2);
 fn release_heaps(pool: Option<&rayon::ThreadPool>) {
     let collect = || {
         crate::model::cpu_bert::release_thread_scratch();
-        crate::model::cpu_qwen3::release_thread_scratch();
+        crate::model::gqa::release_thread_scratch();
         crate::memory::release_free_memory()
     };
     if let Some(pool) = pool {

@@ -21,7 +21,7 @@ fn config() -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
-const FAMILIES: [&str; 4] = ["tiny-bert-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean", "tiny-qwen3-last"];
+const FAMILIES: [&str; 5] = ["tiny-bert-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean", "tiny-qwen3-last", "tiny-gemma3-mean"];
 
 fn load(dir: &Path) -> embedding_service::Result<Embedder> {
     Embedder::load_with(dir, &Device::Cpu, Kernels::Fast, Dtype::F32, 1)
@@ -83,6 +83,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(json!("bert")),
         Just(json!("modernbert")),
         Just(json!("qwen3")),
+        Just(json!("gemma3_text")),
+        Just(json!("sliding_attention")),
         Just(json!("xlm-roberta")),
         Just(json!("gelu")),
         proptest::collection::vec((0i64..64).prop_map(Value::from), 0..4).prop_map(Value::from),
@@ -99,7 +101,9 @@ const TARGETS: [(&str, &[&str]); 5] = [
             "max_position_embeddings", "vocab_size", "type_vocab_size", "layer_norm_eps", "norm_eps", "hidden_act",
             "hidden_activation", "pad_token_id", "position_embedding_type", "architectures",
             "global_attn_every_n_layers", "local_attention", "global_rope_theta", "local_rope_theta",
-            "rope_parameters", "attention_bias", "mlp_bias", "norm_bias", "torch_dtype",
+            "rope_parameters", "attention_bias", "mlp_bias", "norm_bias", "torch_dtype", "num_key_value_heads",
+            "head_dim", "sliding_window", "layer_types", "use_bidirectional_attention", "query_pre_attn_scalar",
+            "attn_logit_softcapping", "rope_local_base_freq", "rope_theta",
         ],
     ),
     ("sentence_bert_config.json", &["max_seq_length", "do_lower_case"]),

@@ -3,6 +3,7 @@
 //! of someone else's bytes, a redirect off http). The Node suite (`__test__/hub.test.mjs`) runs the same
 //! hostile servers through `downloadModel` and the service's load.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -153,9 +154,9 @@ fn fresh_cache(name: &str) -> PathBuf {
 }
 
 const WANTED: &[WantedFile] = &[
-    WantedFile { name: "config.json", required: true },
-    WantedFile { name: "modules.json", required: false },
-    WantedFile { name: "model.safetensors", required: true },
+    WantedFile { name: Cow::Borrowed("config.json"), required: true },
+    WantedFile { name: Cow::Borrowed("modules.json"), required: false },
+    WantedFile { name: Cow::Borrowed("model.safetensors"), required: true },
 ];
 
 fn download(endpoint: &str, cache: &Path, revision: &str) -> embedding_service::Result<PathBuf> {

@@ -37,7 +37,7 @@ fn int8_stays_within_one_percent_of_sentence_transformers_on_every_fixture_famil
     assert_eq!(svc.status().simd, Some(int8_kernel().as_str()));
     svc.close_blocking();
 
-    for name in ["tiny-bert-cls", "tiny-xlmr-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean", "tiny-qwen3-last"] {
+    for name in ["tiny-bert-cls", "tiny-xlmr-cls", "tiny-xlmr-mean-prompts", "tiny-modernbert-mean", "tiny-qwen3-last", "tiny-gemma3-mean"] {
         let expected = read_json(reference(name).join("expected.json"));
         let svc = int8_service(reference(name).join("model"));
         let got = svc.embed_blocking(texts(), EmbedOptions::default()).unwrap();

@@ -1,5 +1,5 @@
-//! The fast CPU encoders (model/cpu_bert.rs, cpu_modernbert.rs, cpu_qwen3.rs) against candle's generic path
-//! (model/bert.rs, modernbert.rs, qwen3.rs), text by text, on every fixture family, with batches that mix lengths.
+//! The fast CPU encoders (model/cpu_bert.rs, cpu_modernbert.rs, cpu_qwen3.rs, cpu_gemma3.rs) against candle's
+//! generic path (model/bert.rs, modernbert.rs, qwen3.rs, gemma3.rs), text by text, on every fixture family, with batches that mix lengths.
 
 mod common;
 
@@ -25,4 +25,5 @@ fn the_fast_cpu_path_matches_candles_on_every_family() {
     compare(reference("tiny-xlmr-mean-prompts").join("model"));
     compare(reference("tiny-modernbert-mean").join("model"));
     compare(reference("tiny-qwen3-last").join("model"));
+    compare(reference("tiny-gemma3-mean").join("model"));
 }

@@ -269,6 +269,11 @@ fn a_query_overtakes_a_qwen3_batch_in_progress_and_every_vector_is_bit_identical
     query_overtakes_a_batch_in_progress("tiny-qwen3-last");
 }
 
+#[test]
+fn a_query_overtakes_a_gemma3_batch_in_progress_and_every_vector_is_bit_identical() {
+    query_overtakes_a_batch_in_progress("tiny-gemma3-mean");
+}
+
 fn query_overtakes_a_batch_in_progress(model: &str) {
     let model_dir = reference(model).join("model").to_string_lossy().into_owned();
     let (svc, rec, events) = recorded_service(|o| {

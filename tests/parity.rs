@@ -153,6 +153,7 @@ fn bf16_mode_stays_within_0_999_of_sentence_transformers_or_is_refused() {
         ("tiny-xlmr-mean-prompts", reference("tiny-xlmr-mean-prompts").join("model"), Some("query")),
         ("tiny-modernbert-mean", reference("tiny-modernbert-mean").join("model"), None),
         ("tiny-qwen3-last", reference("tiny-qwen3-last").join("model"), Some("query")),
+        ("tiny-gemma3-mean", reference("tiny-gemma3-mean").join("model"), Some("query")),
     ];
     for (name, dir, prompt) in cases {
         let expected = read_json(reference(name).join("expected.json"));
@@ -283,6 +284,47 @@ fn tiny_qwen3_last_token_matches_sentence_transformers_with_and_without_its_prom
         let got = svc.embed_blocking(texts(), options).unwrap();
         assert_eq!(got.dimensions, size);
         assert_parity(&format!("tiny-qwen3-last, dimensions {size}"), got.vectors.iter(), &vectors(want));
+    }
+    svc.close_blocking();
+}
+
+/// Gemma 3 as EmbeddingGemma uses it (bidirectional attention, three local layers seeing |q - k| < 17 and a
+/// global one, each with its rotary base; grouped-query heads wider than hidden/heads; query_pre_attn_scalar
+/// scaling; (1 + w) RMSNorms before and after each block; tanh GeGLU; embeddings scaled by sqrt(hidden)), then
+/// mean pooling and two Dense projections: parity with sentence-transformers on a tiny random model, with no
+/// prompt and with its `query` and `document` task prompts, batched and one at a time, at each Matryoshka size
+/// its fixture records; token counts equal (<bos> ... <eos>, kept when a text is truncated at 256 tokens); most
+/// texts are longer than the window, and some span several of the fast path's 64-row attention blocks.
+#[test]
+fn tiny_gemma3_matches_sentence_transformers_with_and_without_its_task_prompts() {
+    let expected = read_json(reference("tiny-gemma3-mean").join("expected.json"));
+    let svc = service(reference("tiny-gemma3-mean").join("model"));
+    let plain = embed(&svc, &texts(), None);
+    assert_eq!(plain.dimensions, 32);
+    assert_eq!(svc.status().family.as_deref(), Some("gemma3_text"));
+    assert_eq!(plain.token_counts, token_counts(&expected));
+    let window = expected["window"].as_u64().unwrap() as usize;
+    assert!(plain.token_counts.iter().filter(|&&n| n > window).count() >= 16, "{:?}", plain.token_counts);
+    assert!(plain.token_counts.iter().filter(|&&n| n > 128).count() >= 3, "{:?}", plain.token_counts);
+    assert_eq!(plain.token_counts.iter().max(), Some(&256));
+    assert_parity("tiny-gemma3-mean, batched", &plain.vectors, &vectors(&expected["embeddings"]));
+    let singles: Vec<Vec<f32>> = texts().iter().map(|t| embed(&svc, std::slice::from_ref(t), None).vectors[0].to_vec()).collect();
+    assert_parity("tiny-gemma3-mean, one at a time", &singles, &vectors(&expected["embeddings"]));
+    for prompt in ["query", "document"] {
+        let got = embed(&svc, &texts(), Some(prompt));
+        let counts: Vec<usize> = serde_json::from_value(expected["token_counts_by_prompt"][prompt].clone()).unwrap();
+        assert_eq!(got.token_counts, counts, "{prompt}");
+        assert_parity(&format!("tiny-gemma3-mean, {prompt} prompt"), &got.vectors, &vectors(&expected["embeddings_by_prompt"][prompt]));
+    }
+    // The query lane picks the `query` prompt by itself.
+    let lane = svc.embed_blocking(texts(), EmbedOptions { prompt: PromptChoice::Query, ..Default::default() }).unwrap();
+    assert_eq!(lane.vectors, embed(&svc, &texts(), Some("query")).vectors);
+    for (size, want) in expected["embeddings_truncated"].as_object().unwrap() {
+        let size: usize = size.parse().unwrap();
+        let options = EmbedOptions { output: Output { normalize: None, dimensions: Some(size) }, ..Default::default() };
+        let got = svc.embed_blocking(texts(), options).unwrap();
+        assert_eq!(got.dimensions, size);
+        assert_parity(&format!("tiny-gemma3-mean, dimensions {size}"), got.vectors.iter(), &vectors(want));
     }
     svc.close_blocking();
 }

@@ -40,9 +40,11 @@ pub struct DownloadProgress {
 }
 
 /// A file to fetch, and whether the model needs it (an optional file the hub does not have is skipped).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WantedFile {
-    pub name: &'static str,
+    /// A path inside the repository: the caller's own names, or a sentence-transformers module's files
+    /// (`st_config::module_files`, checked to be plain folder names).
+    pub name: std::borrow::Cow<'static, str>,
     pub required: bool,
 }
 
@@ -80,16 +82,17 @@ pub fn download_snapshot(
     let mut commit: Option<Commit> = None;
     for file in files {
         keep_going()?;
-        let what = format!("{file} of {model:?} from {}", client.endpoint(), file = file.name);
+        let name = file.name.as_ref();
+        let what = format!("{file} of {model:?} from {}", client.endpoint(), file = name);
         let at = commit.as_ref().or(asked_commit.as_ref()).map_or(revision, Commit::as_str);
-        let url = client.resolve_url(model, at, file.name);
+        let url = client.resolve_url(model, at, name);
         let mut meta = match metadata(&client, url.clone(), &watch, &what)? {
             Found::File(meta) => meta,
             Found::Missing(_) if !file.required => continue,
             Found::Missing(why) => {
                 return Err(Error::model_not_found(format!(
                     "cannot download {} of {model:?} (revision {revision:?}) from {}: {why}",
-                    file.name,
+                    name,
                     client.endpoint()
                 )))
             }
@@ -103,7 +106,7 @@ pub fn download_snapshot(
         }
         if meta.location == url {
             // Fetched at the commit, not the branch, so a push in between cannot mix two commits' files.
-            meta.location = client.resolve_url(model, meta.commit.as_str(), file.name);
+            meta.location = client.resolve_url(model, meta.commit.as_str(), name);
         }
         if commit.is_none() {
             if asked_commit.is_none() {
@@ -111,18 +114,18 @@ pub fn download_snapshot(
             }
             commit = Some(meta.commit.clone());
         }
-        let pointer = cache.pointer(&meta.commit, file.name);
+        let pointer = cache.pointer(&meta.commit, name);
         if pointer.is_file() {
-            (on_progress)(DownloadProgress { file: file.name.to_string(), current: meta.size, total: meta.size });
+            (on_progress)(DownloadProgress { file: name.to_string(), current: meta.size, total: meta.size });
             continue;
         }
         let new_blob = !cache.blob(&meta.blob).is_file();
         if new_blob {
-            fetch_blob(&client, &cache, &meta, file.name, &watch, on_progress, &what)?;
+            fetch_blob(&client, &cache, &meta, name, &watch, on_progress, &what)?;
         } else {
-            (on_progress)(DownloadProgress { file: file.name.to_string(), current: meta.size, total: meta.size });
+            (on_progress)(DownloadProgress { file: name.to_string(), current: meta.size, total: meta.size });
         }
-        cache.link(&meta.commit, file.name, &meta.blob, new_blob).map_err(|e| cache_error(&what, e))?;
+        cache.link(&meta.commit, name, &meta.blob, new_blob).map_err(|e| cache_error(&what, e))?;
     }
     let commit = commit.ok_or_else(|| Error::internal("a download with no files"))?;
     Ok(cache.snapshot(&commit))

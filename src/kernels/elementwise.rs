@@ -80,6 +80,35 @@ fn silu_glu_impl(x: &mut [f32], width: usize) {
     }
 }
 
+/// GeGLU with the tanh GELU (PyTorch's `gelu(approximate="tanh")`, Gemma's `gelu_pytorch_tanh`) on rows of
+/// `2 × width` values: the first half (the gate) becomes `GELU_tanh(gate) × up`. `0.5·(1 + tanh(u))` is
+/// `sigmoid(2u)`, so it is computed as `g / (1 + e^(−2u))`, one exp and no cancellation.
+#[inline(always)]
+fn gelu_tanh_glu_impl(x: &mut [f32], width: usize) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for row in x.chunks_exact_mut(2 * width) {
+        let (gate, up) = row.split_at_mut(width);
+        for (v, u) in gate.iter_mut().zip(up.iter()) {
+            let g = *v;
+            let inner = SQRT_2_OVER_PI * (g + 0.044_715 * g * g * g);
+            *v = g / (1.0 + exp(-2.0 * inner)) * u;
+        }
+    }
+}
+
+/// Adds each row of `y` to the same row of `x` after RMS-normalising it (`offset + gamma`, as `rms_norm`):
+/// Gemma's post-norms, which sit between a block's output and the residual.
+#[inline(always)]
+fn add_rms_normed_impl(x: &mut [f32], y: &[f32], gamma: &[f32], eps: f32, offset: f32) {
+    let n = gamma.len() as f32;
+    for (row, src) in x.chunks_exact_mut(gamma.len()).zip(y.chunks_exact(gamma.len())) {
+        let inv = 1.0 / (sum_lanes(src, |v| v * v) / n + eps).sqrt();
+        for ((v, s), g) in row.iter_mut().zip(src).zip(gamma) {
+            *v += *s * inv * (offset + g);
+        }
+    }
+}
+
 /// Adds `bias` to every row of `x`.
 #[inline(always)]
 fn add_bias_impl(x: &mut [f32], bias: &[f32]) {
@@ -206,6 +235,14 @@ dispatch!(
     silu_glu, silu_glu_impl, (x: &mut [f32], width: usize)
 );
 dispatch!(
+    /// GeGLU with the tanh GELU on rows of `2 × width` values: the first half becomes `GELU_tanh(first) × second`.
+    gelu_tanh_glu, gelu_tanh_glu_impl, (x: &mut [f32], width: usize)
+);
+dispatch!(
+    /// Adds each row of `y`, RMS-normalised and scaled by `offset + gamma`, to the same row of `x`.
+    add_rms_normed, add_rms_normed_impl, (x: &mut [f32], y: &[f32], gamma: &[f32], eps: f32, offset: f32)
+);
+dispatch!(
     /// RMS-normalises each row of `x` (`gamma.len()` wide) and scales it by `offset + gamma`.
     rms_norm, rms_norm_impl, (x: &mut [f32], gamma: &[f32], eps: f32, offset: f32)
 );
@@ -311,6 +348,35 @@ mod tests {
                     let want = row[j] / rms * (offset as f64 + gamma[j] as f64);
                     assert!((x[r * 4 + j] as f64 - want).abs() < 1e-6, "offset {offset}, row {r}, {j}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_glu_matches_the_tanh_definition() {
+        // Across the range, including where the exp saturates on either side.
+        let gates: Vec<f32> = (-120..=120).map(|k| k as f32 * 0.125).collect();
+        let w = gates.len();
+        let mut x: Vec<f32> = gates.iter().copied().chain((0..w).map(|k| 1.0 - k as f32 * 0.01)).collect();
+        gelu_tanh_glu(&mut x, w);
+        for (j, &g) in gates.iter().enumerate() {
+            let (g, u) = (g as f64, 1.0 - j as f64 * 0.01);
+            let want = 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh()) * u;
+            assert!((x[j] as f64 - want).abs() < 2e-6 * want.abs().max(1.0), "{g}: {} vs {want}", x[j]);
+        }
+    }
+
+    #[test]
+    fn add_rms_normed_adds_the_normed_rows() {
+        for offset in [0.0f32, 1.0] {
+            let y = [1.0f32, -2.0, 3.0, 0.5, 2.0, 2.0, 2.0, 2.0];
+            let mut x = vec![0.25f32; 8];
+            let gamma = [0.5, 1.0, -1.0, 2.0];
+            add_rms_normed(&mut x, &y, &gamma, 1e-6, offset);
+            let mut normed = y.to_vec();
+            rms_norm(&mut normed, &gamma, 1e-6, offset);
+            for j in 0..8 {
+                assert!((x[j] - (0.25 + normed[j])).abs() < 1e-6, "offset {offset}, {j}");
             }
         }
     }

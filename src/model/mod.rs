@@ -5,6 +5,9 @@ pub mod bert;
 pub mod cpu_bert;
 pub mod cpu_modernbert;
 pub mod cpu_qwen3;
+pub mod cpu_gemma3;
+pub mod gemma3;
+pub(crate) mod gqa;
 pub mod known_prompts;
 mod linear;
 pub mod calibration;
@@ -29,6 +32,7 @@ use crate::error::{Error, Result};
 use bert::{BertConfig, BertEncoder, PositionScheme};
 use cpu_bert::CpuBert;
 use cpu_modernbert::CpuModernBert;
+use cpu_gemma3::CpuGemma3;
 use cpu_qwen3::CpuQwen3;
 
 /// Which forward-pass implementation runs the encoder.
@@ -94,8 +98,10 @@ enum Encoder {
     Cpu(Box<CpuBert>),
     CpuModernBert(Box<CpuModernBert>),
     CpuQwen3(Box<CpuQwen3>),
+    CpuGemma3(Box<CpuGemma3>),
     ModernBert(modernbert::ModernBertEncoder),
     Qwen3(qwen3::Qwen3Encoder),
+    Gemma3(gemma3::Gemma3Encoder),
 }
 use st_config::{read_json_opt, SentenceConfig};
 
@@ -132,7 +138,7 @@ impl Tokens {
 }
 
 /// The architectures this addon runs, by `model_type` in `config.json`.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert", "qwen3"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "xlm-roberta", "roberta", "camembert", "modernbert", "qwen3", "gemma3_text"];
 
 /// Where a loaded model's weights live.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -289,6 +295,7 @@ impl Embedder {
             Encoder::Cpu(cpu) => cpu.weight_bytes(),
             Encoder::CpuModernBert(cpu) => cpu.weight_bytes(),
             Encoder::CpuQwen3(cpu) => cpu.weight_bytes(),
+            Encoder::CpuGemma3(cpu) => cpu.weight_bytes(),
             // candle holds a copy of every tensor it loaded, at its compute type.
             _ => WeightMemory { owned: tensor_elements(&weights)? * load_dtype.size_in_bytes(), mapped: 0 },
         };
@@ -301,6 +308,7 @@ impl Embedder {
             Encoder::Cpu(cpu) => cpu.release_file_pages(),
             Encoder::CpuModernBert(cpu) => cpu.release_file_pages(),
             Encoder::CpuQwen3(cpu) => cpu.release_file_pages(),
+            Encoder::CpuGemma3(cpu) => cpu.release_file_pages(),
             _ => {}
         }
         Ok(embedder)
@@ -323,6 +331,10 @@ impl Embedder {
                 self.weights = cpu.weight_bytes();
             }
             Encoder::CpuQwen3(cpu) => {
+                cpu.calibrate(&ids, self.threads)?;
+                self.weights = cpu.weight_bytes();
+            }
+            Encoder::CpuGemma3(cpu) => {
                 cpu.calibrate(&ids, self.threads)?;
                 self.weights = cpu.weight_bytes();
             }
@@ -351,7 +363,8 @@ impl Embedder {
         self.dimensions
     }
 
-    /// The architecture, as `model_type` in config.json names it ("bert", "xlm-roberta", "modernbert", "qwen3").
+    /// The architecture, as `model_type` in config.json names it ("bert", "xlm-roberta", "modernbert", "qwen3",
+    /// "gemma3_text").
     pub fn family(&self) -> &str {
         &self.family
     }
@@ -457,7 +470,7 @@ impl Embedder {
     /// Whether the encoder calls a checkpoint inside a batch (the fast CPU encoders do; candle's run a batch
     /// whole).
     pub fn has_checkpoints(&self) -> bool {
-        matches!(self.encoder, Encoder::Cpu(_) | Encoder::CpuModernBert(_) | Encoder::CpuQwen3(_))
+        matches!(self.encoder, Encoder::Cpu(_) | Encoder::CpuModernBert(_) | Encoder::CpuQwen3(_) | Encoder::CpuGemma3(_))
     }
 
     /// `embed_tokens`, calling `checkpoint` between the steps of the forward pass where the encoder has them
@@ -503,6 +516,16 @@ impl Embedder {
                 enc.forward(&ids, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
                 Ok(out)
             }
+            Encoder::CpuGemma3(enc) => {
+                let mut out = Vec::with_capacity(batch.len());
+                enc.forward(&ids, self.threads, |i, state| out.push(pool(state, enc.hidden_size(), batch[i])), checkpoint)?;
+                Ok(out)
+            }
+            Encoder::Gemma3(enc) => {
+                let states =
+                    enc.forward(&ids).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
+                Ok(states.iter().zip(batch).map(|(s, t)| pool(s, enc.hidden_size(), t)).collect())
+            }
             Encoder::Qwen3(enc) => {
                 let states =
                     enc.forward(&ids).map_err(|e| Error::internal(format!("the forward pass failed: {e}")))?;
@@ -537,6 +560,13 @@ struct Architecture {
     model_type: String,
     bert: BertConfig,
     positions: PositionScheme,
+    /// The decoder-style families' own configs, parsed (and checked) once.
+    decoder: Option<Decoder>,
+}
+
+enum Decoder {
+    Qwen3(qwen3::Config),
+    Gemma3(gemma3::Config),
 }
 
 impl Architecture {
@@ -556,7 +586,7 @@ impl Architecture {
         })?;
         let positions = match model_type.as_str() {
             // ModernBERT's positions are rotary: the table size bounds max_seq_length the same way.
-            "bert" | "modernbert" | "qwen3" => PositionScheme::Absolute,
+            "bert" | "modernbert" | "qwen3" | "gemma3_text" => PositionScheme::Absolute,
             "xlm-roberta" | "roberta" | "camembert" => PositionScheme::AfterPadding(bert.pad_token_id.unwrap_or(1)),
             other => {
                 return Err(Error::model_invalid(format!(
@@ -567,13 +597,17 @@ impl Architecture {
                 )))
             }
         };
-        // Qwen3's checks are its own (its heads need not divide hidden_size; its activation is SiLU).
-        if model_type == "qwen3" {
-            qwen3::config(&raw)?;
-        } else {
-            bert.validate()?;
-        }
-        Ok(Architecture { raw, model_type, bert, positions })
+        // The decoder-style families' checks are their own (their heads need not divide hidden_size; their
+        // activations are not BERT's).
+        let decoder = match model_type.as_str() {
+            "qwen3" => Some(Decoder::Qwen3(qwen3::config(&raw)?)),
+            "gemma3_text" => Some(Decoder::Gemma3(gemma3::config(&raw)?)),
+            _ => {
+                bert.validate()?;
+                None
+            }
+        };
+        Ok(Architecture { raw, model_type, bert, positions, decoder })
     }
 }
 
@@ -680,10 +714,16 @@ fn load_encoder(
         let file = open_weights(weights, onnx, "embeddings.tok_embeddings.weight")?;
         return Ok(Encoder::CpuModernBert(Box::new(CpuModernBert::load(file, &config, dtype).map_err(in_file)?)));
     }
-    if fast && arch.model_type == "qwen3" {
-        let config = qwen3::config(&arch.raw)?;
-        let file = open_weights(weights, onnx, "embed_tokens.weight")?;
-        return Ok(Encoder::CpuQwen3(Box::new(CpuQwen3::load(file, &config, dtype, max_seq_length).map_err(in_file)?)));
+    match (&arch.decoder, fast) {
+        (Some(Decoder::Qwen3(config)), true) => {
+            let file = open_weights(weights, onnx, "embed_tokens.weight")?;
+            return Ok(Encoder::CpuQwen3(Box::new(CpuQwen3::load(file, config, dtype, max_seq_length).map_err(in_file)?)));
+        }
+        (Some(Decoder::Gemma3(config)), true) => {
+            let file = open_weights(weights, onnx, "embed_tokens.weight")?;
+            return Ok(Encoder::CpuGemma3(Box::new(CpuGemma3::load(file, config, dtype, max_seq_length).map_err(in_file)?)));
+        }
+        _ => {}
     }
     if fast {
         let file = open_weights(weights, onnx, "embeddings.word_embeddings.weight")?;
@@ -693,12 +733,11 @@ fn load_encoder(
     // what any loader can defend against, and the same holds for every mmap-based loader.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], load_dtype, device) }
         .map_err(|e| Error::model_invalid(format!("{} is not a readable safetensors file: {e}", weights.display())))?;
-    Ok(if arch.model_type == "modernbert" {
-        Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &arch.raw).map_err(in_file)?)
-    } else if arch.model_type == "qwen3" {
-        Encoder::Qwen3(qwen3::Qwen3Encoder::load(vb, &arch.raw, max_seq_length).map_err(in_file)?)
-    } else {
-        Encoder::Candle(BertEncoder::load(vb, &arch.bert, arch.positions).map_err(in_file)?)
+    Ok(match &arch.decoder {
+        Some(Decoder::Qwen3(config)) => Encoder::Qwen3(qwen3::Qwen3Encoder::load(vb, config, max_seq_length).map_err(in_file)?),
+        Some(Decoder::Gemma3(config)) => Encoder::Gemma3(gemma3::Gemma3Encoder::load(vb, config, max_seq_length).map_err(in_file)?),
+        None if arch.model_type == "modernbert" => Encoder::ModernBert(modernbert::ModernBertEncoder::load(vb, &arch.raw).map_err(in_file)?),
+        None => Encoder::Candle(BertEncoder::load(vb, &arch.bert, arch.positions).map_err(in_file)?),
     })
 }
 

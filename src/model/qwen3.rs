@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// Above any released Qwen3's context (40,960): a guard for the rotary tables' size.
-const MAX_POSITIONS: usize = 131_072;
+pub(super) const MAX_POSITIONS: usize = 131_072;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -33,11 +33,11 @@ pub struct Config {
     pub attention_bias: bool,
 }
 
-fn field<'a>(raw: &'a Value, key: &str) -> Option<&'a Value> {
+pub(super) fn field<'a>(raw: &'a Value, key: &str) -> Option<&'a Value> {
     raw.get(key).filter(|v| !v.is_null())
 }
 
-fn count(raw: &Value, key: &str) -> Result<usize> {
+pub(super) fn count(raw: &Value, key: &str) -> Result<usize> {
     field(raw, key)
         .and_then(Value::as_u64)
         .map(|v| v as usize)
@@ -130,7 +130,7 @@ pub struct Qwen3Encoder {
     device: Device,
 }
 
-fn linear(vb: &VarBuilder, (out, inp): (usize, usize), bias: bool) -> candle_core::Result<Linear> {
+pub(super) fn linear(vb: &VarBuilder, (out, inp): (usize, usize), bias: bool) -> candle_core::Result<Linear> {
     let w = vb.get((out, inp), "weight")?;
     let b = if bias { Some(vb.get(out, "bias")?) } else { None };
     Ok(Linear::new(w, b))
@@ -138,8 +138,8 @@ fn linear(vb: &VarBuilder, (out, inp): (usize, usize), bias: bool) -> candle_cor
 
 impl Qwen3Encoder {
     /// `positions`: the rotary tables' length (the model's `max_seq_length`).
-    pub fn load(vb: VarBuilder, raw: &Value, positions: usize) -> Result<Self> {
-        let config = config(raw)?;
+    pub fn load(vb: VarBuilder, config: &Config, positions: usize) -> Result<Self> {
+        let config = config.clone();
         // A sentence-transformers folder saves the bare Qwen3Model ("layers..."); a causal-LM checkpoint
         // prefixes "model.".
         let vb = if vb.contains_tensor("model.embed_tokens.weight") { vb.pp("model") } else { vb };
@@ -235,7 +235,7 @@ impl Qwen3Encoder {
 }
 
 /// Each key/value head repeated `n` times in place, so that query head `h` meets key/value head `h / n`.
-fn repeat_kv(t: Tensor, n: usize) -> candle_core::Result<Tensor> {
+pub(super) fn repeat_kv(t: Tensor, n: usize) -> candle_core::Result<Tensor> {
     if n == 1 {
         return Ok(t);
     }
@@ -244,7 +244,7 @@ fn repeat_kv(t: Tensor, n: usize) -> candle_core::Result<Tensor> {
 }
 
 /// cos and sin of the rotation angles, `[positions × head_dim/2]`, computed in f32 as transformers does.
-fn rotary_tables(base: f64, d: usize, positions: usize, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+pub(super) fn rotary_tables(base: f64, d: usize, positions: usize, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let inv: Vec<f32> = (0..d / 2).map(|i| (1.0 / base.powf((2 * i) as f64 / d as f64)) as f32).collect();
     let angles: Vec<f32> = (0..positions).flat_map(|p| inv.iter().map(move |f| p as f32 * f)).collect();
     let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::hub::cache::RepoCache;
 use crate::hub::names::{self, Commit};
 use crate::hub::{self, WantedFile};
+use crate::model::st_config;
 
 pub use crate::hub::DownloadProgress;
 
@@ -121,12 +122,24 @@ const OPTIONAL_FILES: &[&str] = &[
 ];
 const REQUIRED_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
 
-/// The files a download fetches, in order: the weights last, so that until they are in place the snapshot
-/// does not count as cached.
-fn wanted_files() -> Vec<WantedFile> {
-    let first = ["config.json", "tokenizer.json"].into_iter().map(|name| WantedFile { name, required: true });
-    let optional = OPTIONAL_FILES.iter().map(|&name| WantedFile { name, required: false });
-    first.chain(optional).chain([WantedFile { name: "model.safetensors", required: true }]).collect()
+/// The files a download fetches first: everything but the weights.
+fn config_files() -> Vec<WantedFile> {
+    let first = ["config.json", "tokenizer.json"].into_iter().map(|name| WantedFile { name: name.into(), required: true });
+    let optional = OPTIONAL_FILES.iter().map(|&name| WantedFile { name: name.into(), required: false });
+    first.chain(optional).collect()
+}
+
+/// The files a download fetches second, once `modules.json` (if any) is in `snapshot`: the modules' own files
+/// (a Dense module's weights), then the weights last, so that until they are in place the snapshot does not
+/// count as cached.
+fn module_and_weight_files(snapshot: &Path) -> Result<Vec<WantedFile>> {
+    let listed = match st_config::read_json_opt(&snapshot.join("modules.json"))? {
+        Some(modules) => st_config::module_files(&modules)?,
+        None => Vec::new(),
+    };
+    let modules = listed.into_iter().filter(|(name, _)| !OPTIONAL_FILES.contains(&name.as_str()));
+    let modules = modules.map(|(name, required)| WantedFile { name: name.into(), required });
+    Ok(modules.chain([WantedFile { name: "model.safetensors".into(), required: true }]).collect())
 }
 
 /// Resolves a source to a folder on disk holding the model's files, downloading a hub model that is not
@@ -157,14 +170,16 @@ pub fn resolve_with(
         )));
     }
     let endpoint = non_empty_env("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".to_string());
-    let download = hub::Download {
-        endpoint: &endpoint,
-        token: token(),
-        read_timeout: source.download_timeout,
-        keep_going,
-        on_progress,
+    let token = token();
+    let mut download = |revision: &str, files: &[WantedFile]| {
+        let download = hub::Download { endpoint: &endpoint, token: token.clone(), read_timeout: source.download_timeout, keep_going, on_progress: &mut *on_progress };
+        hub::download_snapshot(&cache_dir, &source.model, revision, files, download)
     };
-    let dir = hub::download_snapshot(&cache_dir, &source.model, &source.revision, &wanted_files(), download)?;
+    // Two passes: the folder's small files, then what its modules.json says it also needs and the weights,
+    // at the commit the first pass resolved (the snapshot folder's name), so both are one commit's files.
+    let first = download(&source.revision, &config_files())?;
+    let commit = first.file_name().and_then(|c| c.to_str()).ok_or_else(|| Error::internal("a snapshot folder without a commit name"))?.to_string();
+    let dir = download(&commit, &module_and_weight_files(&first)?)?;
     if !snapshot_complete(&dir) {
         return Err(Error::model_not_found(format!(
             "the download of {:?} left {} without one of {}",

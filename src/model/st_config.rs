@@ -259,6 +259,37 @@ fn read_modules(dir: &Path) -> Result<(Option<PathBuf>, Vec<DenseModule>, bool)>
     Ok((pooling_dir, dense, normalize))
 }
 
+/// The files of the modules `modules.json` lists that a hub download fetches beside the folder's own: each
+/// Pooling module's `config.json`, and each Dense module's `config.json` and `model.safetensors` (the last two
+/// required: the pipeline cannot run without them), as `(path, required)`. The names come from the network,
+/// so each module's path must be one plain folder name (letters, digits, `_`, `-`, `.`, not starting with
+/// `.`) before it becomes part of a path; anything else is refused with ERR_MODEL_INVALID.
+pub fn module_files(modules: &Value) -> Result<Vec<(String, bool)>> {
+    let modules: Vec<ModuleEntry> = serde_json::from_value(modules.clone())
+        .map_err(|e| Error::model_invalid(format!("modules.json does not list modules as expected: {e}")))?;
+    let mut files = Vec::new();
+    for module in modules.iter().filter(|m| !m.path.is_empty()) {
+        let plain = !module.path.starts_with('.')
+            && module.path.len() <= 64
+            && module.path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !plain {
+            return Err(Error::model_invalid(format!(
+                "modules.json gives the module {:?} the path {:?}, which is not a plain folder name",
+                module.kind, module.path
+            )));
+        }
+        match class_name(&module.kind) {
+            "Pooling" => files.push((format!("{}/config.json", module.path), false)),
+            "Dense" => {
+                files.push((format!("{}/config.json", module.path), true));
+                files.push((format!("{}/model.safetensors", module.path), true));
+            }
+            _ => {}
+        }
+    }
+    Ok(files)
+}
+
 /// The named prompts of `config_sentence_transformers.json` and its default prompt name.
 fn read_prompts(dir: &Path) -> Result<(BTreeMap<String, String>, Option<String>)> {
     let mut prompts = BTreeMap::new();
@@ -413,6 +444,27 @@ mod tests {
         assert!(err.message.contains("GELU"), "{}", err.message);
         let no_size = dense_pipeline(&[(r#"{"out_features": 48}"#, "")]);
         assert!(SentenceConfig::read(&no_size, 128).unwrap_err().message.contains("in_features"));
+    }
+
+    #[test]
+    fn a_hub_download_fetches_the_listed_modules_files_and_refuses_paths_that_are_not_plain_names() {
+        let modules: Value = serde_json::from_str(
+            r#"[{"idx":0,"path":"","type":"sentence_transformers.models.Transformer"},
+                {"idx":1,"path":"1_Pooling","type":"sentence_transformers.models.Pooling"},
+                {"idx":2,"path":"2_Dense","type":"sentence_transformers.models.Dense"},
+                {"idx":3,"path":"3_Dense","type":"sentence_transformers.models.Dense"},
+                {"idx":4,"path":"4_Normalize","type":"sentence_transformers.models.Normalize"}]"#,
+        )
+        .unwrap();
+        let files = module_files(&modules).unwrap();
+        let want = [("1_Pooling/config.json", false), ("2_Dense/config.json", true), ("2_Dense/model.safetensors", true), ("3_Dense/config.json", true), ("3_Dense/model.safetensors", true)];
+        assert_eq!(files, want.map(|(f, r)| (f.to_string(), r)));
+        for hostile in ["../2_Dense", "..", "/etc", "2_Dense/../../x", ".hidden", "a\\b", "C:x"] {
+            let modules = serde_json::json!([{"path": hostile, "type": "sentence_transformers.models.Dense"}]);
+            let err = module_files(&modules).unwrap_err();
+            assert_eq!(err.code, crate::error::ErrorCode::ModelInvalid, "{hostile}");
+            assert!(err.message.contains("not a plain folder name"), "{hostile}: {}", err.message);
+        }
     }
 
     #[test]
