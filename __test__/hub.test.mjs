@@ -199,6 +199,13 @@ describe('downloads from a hostile or broken hub', () => {
     // Weights last: until they are in place the snapshot does not count as cached.
     const asked = hub.hubRequests.slice(before).map((r) => r.url.split('/resolve/')[1].split('/').slice(1).join('/'))
     expect(asked.indexOf('3_Dense/model.safetensors')).toBeLessThan(asked.lastIndexOf('model.safetensors'))
+    // A snapshot without a module's weights is not cached: offline it is ERR_MODEL_NOT_FOUND, not a broken
+    // model, and the next download completes it.
+    fs.rmSync(path.join(dir, '3_Dense/model.safetensors'))
+    const offline = new EmbeddingService({ model: 'org/dense', cacheDir: box.cacheDir, offline: true, threads: 1 })
+    await expect(offline.embed(['a'])).rejects.toMatchObject({ code: 'ERR_MODEL_NOT_FOUND' })
+    await offline.close()
+    expect(await EmbeddingService.downloadModel('org/dense', { cacheDir: box.cacheDir })).toBe(dir)
     const svc = new EmbeddingService({ model: 'org/dense', cacheDir: box.cacheDir, offline: true, threads: 1 })
     try {
       expect(minCosine(await svc.embed(texts()), denseExpected.embeddings)).toBeGreaterThanOrEqual(0.99999)

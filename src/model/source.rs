@@ -224,7 +224,12 @@ fn check_hub_id(model: &str) -> Result<()> {
 }
 
 fn snapshot_complete(dir: &Path) -> bool {
+    // The files its modules.json requires too (a Dense module's weights). A modules.json that does not read
+    // or names paths that are not plain folder names counts as complete here: loading it then says what is
+    // wrong with it, where "not cached" would not.
+    let modules = st_config::read_json_opt(&dir.join("modules.json")).ok().flatten().and_then(|m| st_config::module_files(&m).ok());
     REQUIRED_FILES.iter().all(|f| dir.join(f).is_file())
+        && modules.unwrap_or_default().iter().filter(|(_, required)| *required).all(|(f, _)| dir.join(f).is_file())
 }
 
 /// The snapshot folder of a cached model, when every required file is there: a download interrupted between
