@@ -17,7 +17,9 @@ export type ErrorCode =
   | 'ERR_INVALID_INPUT'
   /**
    * No such model folder; a hub id that is not in the cache while offline; a hub (or `HF_ENDPOINT`) that
-   * cannot be reached or answers 404/401/403 for the repository or a required file (the message names it).
+   * cannot be reached or answers 404/401/403 for the repository or a required file (the message names it); a
+   * remote server (`endpoint`) that does not serve `model` (the message lists what it serves); in the daemon
+   * adapter, a `gpu:`/`cpu:` id that is not in its curated catalog.
    */
   | 'ERR_MODEL_NOT_FOUND'
   /** Unsupported architecture, missing or corrupt model files. The message names the file. */
@@ -59,6 +61,20 @@ export type ErrorCode =
    * (`@langchain/core`) is not installed; the message says what to install.
    */
   | 'ERR_PEER_DEPENDENCY_MISSING'
+  /**
+   * Daemon adapter (`embedding-service/daemon`) only: a method that needs a model was called before
+   * `initialize()`, or after `shutdown()`.
+   */
+  | 'ERR_NOT_INITIALIZED'
+  /** Daemon adapter only: embedding through `PythonEmbeddingService` before any model was loaded. */
+  | 'ERR_NO_MODEL'
+  /**
+   * Daemon adapter only: `waitForState()` saw the service enter its `error` state (the message quotes the load
+   * error), or a load failed with an error that carried no code of its own.
+   */
+  | 'ERR_MODEL_LOAD'
+  /** Daemon adapter only: `waitForState()` did not see the state within its `timeoutMs`. */
+  | 'ERR_TIMEOUT'
 
 /** The shape of every error from this package. */
 export interface EmbeddingError extends Error {
@@ -219,9 +235,11 @@ export type ProgressStatus =
  * `loading_model` stages 0/3 to 3/3 (the last one's details name the dtype, and on the CPU the kernels: "model
  * loaded (int8, avx512-vnni kernels)"), with `downloading_model` events (bytes `current` of `total`, the file name
  * in `details`, at most every 100 ms per file) when a hub model is not cached yet; unloading reports `unloading_model` then `idle` ("model unloaded").
- * Events arrive in order, from a queue that never blocks the worker; if JS falls far behind, a request's
- * routine progress is coalesced (milestones are kept). A request's events are delivered before its promise
- * settles.
+ * Events arrive in order, from a queue that never blocks the worker. If JS falls far behind, routine progress
+ * (`processing_batch`, `processing_embeddings`, `extracting_candidates`, `downloading_model` per file) is
+ * coalesced to each request's newest and capped with the log lines at 1,024; milestones (`loading_model`,
+ * `completed`, `stall_warning`, `stalled`, `unloading_model`, `idle`) are never dropped. A request's events are
+ * delivered before its promise settles.
  */
 export interface ProgressEvent {
   type: 'progress'
@@ -247,8 +265,8 @@ export interface ServiceStatus {
   state: ServiceState
   modelLoaded: boolean
   /**
-   * "cpu", "cuda:0 (NVIDIA H200)" (the GPU's name from the driver), "metal:0", or "remote <endpoint>" once
-   * loaded, else null.
+   * "cpu", "cuda:0 (NVIDIA H200)" (the GPU's name from the driver), "metal:0", or "remote <endpoint>" while a
+   * model is loaded; null before the first load and after an unload.
    */
   device: string | null
   /** The number format the loaded model computes in ('f32', 'bf16', 'f16', 'int8'); null when none is loaded or the model is remote. */
@@ -267,6 +285,7 @@ export interface ServiceStatus {
   family: string | null
   /** The prompt names the loaded model accepts (for `embed`'s `prompt`); empty until it has loaded. */
   prompts: string[]
+  /** The embedding size, known from the first load on (kept after an unload, as `prompts` are); null before. */
   dimensions: number | null
   /** Requests waiting to start, per priority. */
   queued: { query: number; index: number }

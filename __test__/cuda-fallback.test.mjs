@@ -38,6 +38,15 @@ describe.runIf(process.platform === 'linux' && process.arch === 'x64')('the CUDA
   })
   const expected = readJson(path.join(reference('tiny-bert-cls'), 'expected.json'))
 
+  it('links nothing of CUDA: its only libraries are libc, libm, libgcc_s, libstdc++ and the loader', () => {
+    cudaBinding()
+    const dynamic = execFileSync('readelf', ['-d', binary], { encoding: 'utf8' })
+    const needed = [...dynamic.matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1])
+    expect(needed).toContain('libc.so.6')
+    const allowed = ['libc.so.6', 'libm.so.6', 'libgcc_s.so.1', 'libstdc++.so.6', 'ld-linux-x86-64.so.2']
+    expect(needed.filter((lib) => !allowed.includes(lib))).toEqual([])
+  })
+
   if (!driverInstalled()) {
     it("runs 'auto' on the CPU without a driver, says so, and matches sentence-transformers", async () => {
       const events = []

@@ -256,8 +256,19 @@ describe('abort, close and exit', () => {
     expect(svc.status()).toMatchObject({ state: 'unloaded', modelLoaded: false, device: null, dtype: null, dimensions: null })
     await svc.load()
     expect(svc.status()).toMatchObject({ state: 'ready', modelLoaded: true, device: 'cpu', dimensions: 32, loadCount: 1 })
+    expect(svc.status()).toMatchObject({ dtype: 'f32', family: 'bert', simd: expect.any(String) })
     await svc.unload()
-    expect(svc.status()).toMatchObject({ state: 'unloaded', modelLoaded: false, unloadCount: 1 })
+    // What describes the loaded model goes with it; the dimensions stay known.
+    expect(svc.status()).toMatchObject({
+      state: 'unloaded',
+      modelLoaded: false,
+      unloadCount: 1,
+      device: null,
+      dtype: null,
+      simd: null,
+      family: null,
+      dimensions: 32,
+    })
     await svc.close()
   })
 

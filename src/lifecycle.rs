@@ -479,13 +479,16 @@ impl Lifecycle {
     pub fn status(&self) -> ServiceStatus {
         let core = self.core.lock();
         let active = core.tickets.values().filter(|t| t.started).count();
+        // What describes the loaded model goes with it; the prompts and dimensions stay known after an unload
+        // (callers size their stores and pick prompts from them while the model sleeps).
+        let loaded = core.model_loaded;
         ServiceStatus {
             state: core.state,
-            model_loaded: core.model_loaded,
-            device: core.device.clone(),
-            dtype: core.dtype,
-            simd: core.simd,
-            family: core.family.clone(),
+            model_loaded: loaded,
+            device: core.device.clone().filter(|_| loaded),
+            dtype: core.dtype.filter(|_| loaded),
+            simd: core.simd.filter(|_| loaded),
+            family: core.family.clone().filter(|_| loaded),
             prompts: core.prompts.clone(),
             dimensions: core.dimensions,
             queued_query: core.tickets.values().filter(|t| !t.started && t.priority == Priority::Query).count(),
@@ -861,10 +864,20 @@ mod tests {
         // Idle now: the expired keep-alive unloads, marked under the lock.
         assert!(matches!(lc.next_duty(&mut records, 0, true, None), Duty::Unload));
         assert_eq!(records.state, State::Unloading);
+        let loaded = { let s = status_of(&lc, &mut records); (s.device, s.dtype, s.dimensions) };
+        assert_eq!(loaded, (Some("cpu".to_string()), Some("f32"), Some(4)));
         assert!(lc.finish_unload(&mut records, &mut after, 0));
         assert_eq!(records.state, State::Unloaded);
         assert!(!records.model_loaded);
         assert_eq!(records.unload_count, 1);
+        // The loaded model's description goes with it; its dimensions stay known.
+        let s = status_of(&lc, &mut records);
+        assert_eq!((s.device, s.dtype, s.simd, s.family, s.dimensions), (None, None, None, None, Some(4)));
+    }
+
+    /// `status()` takes the lock itself: read it between two steps that hold it.
+    fn status_of<'a>(lc: &'a Lifecycle, records: &mut parking_lot::MutexGuard<'a, Records>) -> ServiceStatus {
+        parking_lot::MutexGuard::unlocked(records, || lc.status())
     }
 
     #[test]

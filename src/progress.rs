@@ -1,7 +1,7 @@
 //! Progress events and the bounded, coalescing mailbox that carries them (and log lines) from the worker and
-//! watchdog threads to whoever listens (the JS thread, in the addon). Producers never block and never grow
-//! the mailbox without bound: when the listener falls behind, a request's newer progress replaces its older,
-//! not yet delivered progress; milestones (loading, completion, stalls, unloading) are always kept.
+//! watchdog threads to whoever listens (the JS thread, in the addon). Producers never block. When the listener
+//! falls behind, a request's newer routine progress replaces its older, not yet delivered progress, and routine
+//! items and log lines are bounded; milestones (loading, completion, stalls, unloading) are always delivered.
 
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,9 +40,16 @@ impl Status {
         }
     }
 
-    /// Routine per-batch progress, which a newer event of the same request may replace.
+    /// Routine progress (per batch, per 64 KB of text, per 100 ms of a download), which a newer event of the
+    /// same request (or, for a download, the same file) may replace.
     fn coalescable(self) -> bool {
-        matches!(self, Status::ExtractingCandidates | Status::ProcessingEmbeddings | Status::ProcessingBatch)
+        matches!(
+            self,
+            Status::DownloadingModel
+                | Status::ExtractingCandidates
+                | Status::ProcessingEmbeddings
+                | Status::ProcessingBatch
+        )
     }
 }
 
@@ -136,23 +143,42 @@ impl Sink for NullSink {
     fn send(&self, _: Outgoing) {}
 }
 
-/// The bounded mailbox between producer threads and one consumer.
+/// The mailbox between producer threads and one consumer. Milestones (every progress status that is not
+/// routine: loading stages, completion, stalls, unloading, idle) are always delivered, in order: a progress bar must
+/// see `completed`, and there are only a few per request or per load, each far smaller than the request's
+/// results that wait for the same JS thread. Routine progress and log lines are bounded by `capacity`: once the
+/// listener falls behind, a request's newer routine progress replaces its older one, and when they are full,
+/// the oldest routine item (or debug line, else the oldest line) is dropped.
 pub struct Mailbox {
     inner: Mutex<MailboxState>,
     capacity: usize,
 }
 
 struct MailboxState {
-    items: VecDeque<Outgoing>,
+    /// Both queues hold (arrival number, item); a drain merges them back into arrival order. They are kept
+    /// apart so that a backlog of milestones never makes a push scan past them.
+    milestones: VecDeque<(u64, Outgoing)>,
+    bounded: VecDeque<(u64, Outgoing)>,
+    next: u64,
     /// A drain is scheduled and has not run yet: producers need not schedule another.
     drain_pending: bool,
     dropped: u64,
 }
 
+fn is_milestone(item: &Outgoing) -> bool {
+    matches!(item, Outgoing::Progress(e) if !e.status.coalescable())
+}
+
 impl Mailbox {
     pub fn new(capacity: usize) -> Self {
         Mailbox {
-            inner: Mutex::new(MailboxState { items: VecDeque::new(), drain_pending: false, dropped: 0 }),
+            inner: Mutex::new(MailboxState {
+                milestones: VecDeque::new(),
+                bounded: VecDeque::new(),
+                next: 0,
+                drain_pending: false,
+                dropped: 0,
+            }),
             capacity: capacity.max(8),
         }
     }
@@ -160,28 +186,35 @@ impl Mailbox {
     /// Adds an item; returns true when the caller must schedule a drain (none is pending yet).
     pub fn push(&self, item: Outgoing) -> bool {
         let mut s = self.inner.lock();
+        let seq = s.next;
+        s.next += 1;
+        if is_milestone(&item) {
+            s.milestones.push_back((seq, item));
+            return Self::schedule(&mut s);
+        }
         if let Outgoing::Progress(ev) = &item {
-            if ev.status.coalescable() && s.items.len() >= self.capacity / 2 {
-                // Replace this request's undelivered progress of the same kind, keeping the queue order.
-                if let Some(slot) = s.items.iter_mut().rev().find(|o| {
-                    matches!(o, Outgoing::Progress(old) if old.status == ev.status && old.request_id == ev.request_id)
+            if s.milestones.len() + s.bounded.len() >= self.capacity / 2 {
+                // Replace this request's undelivered progress of the same kind, keeping its place in the order.
+                if let Some(slot) = s.bounded.iter_mut().rev().find(|(_, o)| {
+                    matches!(o, Outgoing::Progress(old) if old.status == ev.status
+                        && old.request_id == ev.request_id
+                        && (ev.status != Status::DownloadingModel || old.details == ev.details))
                 }) {
-                    *slot = item;
+                    slot.1 = item;
                     return Self::schedule(&mut s);
                 }
             }
         }
-        if s.items.len() >= self.capacity {
-            // Full of milestones or logs: drop the oldest routine item, else the oldest of all.
+        if s.bounded.len() >= self.capacity {
             let victim = s
-                .items
+                .bounded
                 .iter()
-                .position(|o| matches!(o, Outgoing::Progress(e) if e.status.coalescable()) || matches!(o, Outgoing::Log(LogLevel::Debug, _)))
+                .position(|(_, o)| matches!(o, Outgoing::Progress(_) | Outgoing::Log(LogLevel::Debug, _)))
                 .unwrap_or(0);
-            s.items.remove(victim);
+            s.bounded.remove(victim);
             s.dropped += 1;
         }
-        s.items.push_back(item);
+        s.bounded.push_back((seq, item));
         Self::schedule(&mut s)
     }
 
@@ -189,24 +222,37 @@ impl Mailbox {
         !std::mem::replace(&mut s.drain_pending, true)
     }
 
-    /// Takes everything queued; the next push schedules a new drain. When the model has been unloaded (an
-    /// `idle` event is among them), the draining thread hands its free memory back too: it is the caller's
-    /// thread, which read every request's texts in, and their pages wait in its allocator heap until it
-    /// collects them; an unload is when a daemon expects memory back (measured: +12.9 MB after one
+    /// Takes everything queued, in arrival order; the next push schedules a new drain. When the model has been
+    /// unloaded (an `idle` event is among them), the draining thread hands its free memory back too: it is the
+    /// caller's thread, which read every request's texts in, and their pages wait in its allocator heap until
+    /// it collects them; an unload is when a daemon expects memory back (measured: +12.9 MB after one
     /// 100,000-text request without this).
     pub fn drain(&self) -> Vec<Outgoing> {
-        let items: Vec<Outgoing> = {
+        let (milestones, bounded) = {
             let mut s = self.inner.lock();
             s.drain_pending = false;
-            s.items.drain(..).collect()
+            (std::mem::take(&mut s.milestones), std::mem::take(&mut s.bounded))
         };
-        if items.iter().any(|item| matches!(item, Outgoing::Progress(e) if e.status == Status::Idle)) {
+        let unloaded = milestones.iter().any(|(_, item)| matches!(item, Outgoing::Progress(e) if e.status == Status::Idle));
+        let mut items = Vec::with_capacity(milestones.len() + bounded.len());
+        let (mut a, mut b) = (milestones.into_iter().peekable(), bounded.into_iter().peekable());
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some((x, _)), Some((y, _))) => x < y,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_a { a.next() } else { b.next() };
+            items.extend(next.map(|(_, item)| item));
+        }
+        if unloaded {
             crate::memory::release_free_memory();
         }
         items
     }
 
-    /// Items dropped because the consumer fell behind with a full mailbox.
+    /// Routine items and log lines dropped because the consumer fell behind; milestones are never dropped.
     pub fn dropped(&self) -> u64 {
         self.inner.lock().dropped
     }
@@ -268,13 +314,65 @@ mod tests {
     }
 
     #[test]
-    fn the_mailbox_never_exceeds_its_capacity() {
+    fn milestones_survive_any_backlog_while_routine_items_stay_bounded() {
         let m = Mailbox::new(8);
         for i in 0..1000 {
+            m.push(progress(Status::ProcessingBatch, i, 1));
             m.push(progress(Status::Completed, i, 100));
         }
-        assert_eq!(m.drain().len(), 8);
+        let got: Vec<(Status, u64)> = m
+            .drain()
+            .into_iter()
+            .map(|o| match o {
+                Outgoing::Progress(e) => (e.status, e.request_id.unwrap()),
+                _ => unreachable!(),
+            })
+            .collect();
+        // Every `completed`, and the 8 newest routine events, all in arrival order.
+        let mut want = Vec::new();
+        for i in 0..1000 {
+            if i >= 992 {
+                want.push((Status::ProcessingBatch, i));
+            }
+            want.push((Status::Completed, i));
+        }
+        assert_eq!(got, want);
         assert_eq!(m.dropped(), 992);
+    }
+
+    #[test]
+    fn a_download_coalesces_per_file_once_behind() {
+        let m = Mailbox::new(8);
+        for i in 0..4 {
+            m.push(progress(Status::Completed, 100 + i, 100));
+        }
+        let download = |file: &str, bytes| Outgoing::Progress(ProgressEvent::new(Status::DownloadingModel, bytes, 90, file));
+        for bytes in [10, 20, 30] {
+            m.push(download("tokenizer.json", bytes));
+            m.push(download("model.safetensors", bytes * 3));
+        }
+        let got: Vec<(String, u64)> = m
+            .drain()
+            .into_iter()
+            .skip(4)
+            .map(|o| match o {
+                Outgoing::Progress(e) => (e.details, e.current),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got, [("tokenizer.json".to_string(), 30), ("model.safetensors".to_string(), 90)]);
+    }
+
+    #[test]
+    fn routine_progress_is_dropped_before_warnings() {
+        let m = Mailbox::new(8);
+        m.push(Outgoing::Log(LogLevel::Warn, "stall".into()));
+        for i in 0..20 {
+            m.push(progress(Status::ProcessingBatch, i, 1));
+        }
+        let got = m.drain();
+        assert_eq!(got.len(), 8);
+        assert_eq!(got[0], Outgoing::Log(LogLevel::Warn, "stall".into()));
     }
 
     #[test]
